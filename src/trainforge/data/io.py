@@ -1,0 +1,198 @@
+"""Readers that never lose a record: each input line becomes a Record or a Quarantined entry.
+
+A Quarantined entry keeps the source file, the 1-based line number, a snake_case reason and the
+raw text (truncated), so a person can find and fix it.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Union
+
+from trainforge.data.builtin import builtin_lines, strip_seg_tags
+from trainforge.data.config import SourceConfig
+from trainforge.errors import UserError
+
+
+@dataclass
+class Record:
+    id: str
+    text: str
+    label: str | None
+    source: str
+    line: int
+    meta: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        out = {"id": self.id, "text": self.text}
+        if self.label is not None:
+            out["label"] = self.label
+        out["source"] = self.source
+        out.update(self.meta)
+        return out
+
+
+@dataclass
+class Quarantined:
+    source: str
+    line: int
+    reason: str
+    raw: str
+
+    def to_json(self) -> dict:
+        return {"source": self.source, "line": self.line, "reason": self.reason, "raw": self.raw[:2000]}
+
+
+Item = Union[Record, Quarantined]
+
+
+def read_source(src: SourceConfig) -> Iterator[Item]:
+    if src.builtin is not None:
+        yield from _read_builtin(src)
+    else:
+        yield from _read_path(src)
+
+
+def _read_builtin(src: SourceConfig) -> Iterator[Item]:
+    n = 0
+    for path, line_no, raw, label in builtin_lines(src.builtin):
+        if src.limit is not None and n >= src.limit:
+            return
+        n += 1
+        name = src.builtin
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            yield Quarantined(path, line_no, "undecodable_bytes", raw.decode("utf-8", "replace"))
+            continue
+        text = text.rstrip("\r\n")
+        if name == "peoples-daily-1998":
+            text = strip_seg_tags(text)
+        if not text.strip():
+            yield Quarantined(path, line_no, "empty_text", text)
+            continue
+        yield Record(f"{name}:{Path(path).name}:{line_no}", text, label, name, line_no)
+
+
+def _open_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        for i, raw in enumerate(f, start=1):
+            yield i, raw
+
+
+def _read_path(src: SourceConfig) -> Iterator[Item]:
+    path = Path(src.path)
+    if not path.is_file():
+        raise UserError(f"data.sources: {path}: no such file")
+    suffixes = [s for s in path.suffixes if s != ".gz"]
+    kind = suffixes[-1] if suffixes else ".txt"
+    readers = {".jsonl": _jsonl, ".json": _jsonl, ".csv": _csv, ".tsv": _csv, ".txt": _txt}
+    if kind not in readers:
+        raise UserError(f"data.sources: {path}: unsupported format '{kind}' (use .jsonl, .csv, .tsv or .txt, optionally .gz)")
+    n = 0
+    for item in readers[kind](path, src, delimiter="\t" if kind == ".tsv" else ","):
+        if src.limit is not None and n >= src.limit:
+            return
+        n += 1
+        yield item
+
+
+def _decode(path: Path, line_no: int, raw: bytes) -> str | Quarantined:
+    try:
+        return raw.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError:
+        return Quarantined(str(path), line_no, "undecodable_bytes", raw.decode("utf-8", "replace"))
+
+
+def _from_fields(path: Path, line_no: int, obj: dict, src: SourceConfig, raw: str) -> Item:
+    text = obj.get(src.text_field)
+    if src.text_field not in obj:
+        return Quarantined(str(path), line_no, "missing_text", raw)
+    if not isinstance(text, str):
+        return Quarantined(str(path), line_no, "non_string_text", raw)
+    if not text.strip():
+        return Quarantined(str(path), line_no, "empty_text", raw)
+    label = None
+    if src.label_field is not None:
+        label = obj.get(src.label_field)
+        if label is None or isinstance(label, (dict, list)) or (isinstance(label, str) and not label.strip()):
+            return Quarantined(str(path), line_no, "missing_label", raw)
+        label = str(label)
+    rid = str(obj[src.id_field]) if src.id_field and obj.get(src.id_field) is not None else f"{path.name}:{line_no}"
+    meta = {k: v for k, v in obj.items() if k not in {src.text_field, src.label_field, src.id_field, "id", "text", "label", "source"}}
+    return Record(rid, text, label, str(path), line_no, meta)
+
+
+def _jsonl(path: Path, src: SourceConfig, delimiter: str = ",") -> Iterator[Item]:
+    for line_no, raw in _open_lines(path):
+        text = _decode(path, line_no, raw)
+        if isinstance(text, Quarantined):
+            yield text
+            continue
+        if not text.strip():
+            yield Quarantined(str(path), line_no, "blank_line", text)
+            continue
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError:
+            yield Quarantined(str(path), line_no, "invalid_json", text)
+            continue
+        if not isinstance(obj, dict):
+            yield Quarantined(str(path), line_no, "not_an_object", text)
+            continue
+        yield _from_fields(path, line_no, obj, src, text)
+
+
+def _csv(path: Path, src: SourceConfig, delimiter: str = ",") -> Iterator[Item]:
+    header: list[str] | None = None
+    for line_no, raw in _open_lines(path):
+        text = _decode(path, line_no, raw)
+        if isinstance(text, Quarantined):
+            yield text
+            continue
+        # One physical line per row: a quoted newline inside a field is not supported (it is
+        # quarantined as a wrong column count rather than silently merged).
+        row = next(csv.reader(io.StringIO(text), delimiter=delimiter), [])
+        if header is None:
+            header = row
+            if src.text_field not in header:
+                raise UserError(f"{path}:1: header has no '{src.text_field}' column (columns: {', '.join(header)}); set text_field")
+            continue
+        if not row:
+            yield Quarantined(str(path), line_no, "blank_line", text)
+            continue
+        if len(row) != len(header):
+            yield Quarantined(str(path), line_no, "wrong_column_count", text)
+            continue
+        yield _from_fields(path, line_no, dict(zip(header, row)), src, text)
+
+
+def _txt(path: Path, src: SourceConfig, delimiter: str = ",") -> Iterator[Item]:
+    for line_no, raw in _open_lines(path):
+        text = _decode(path, line_no, raw)
+        if isinstance(text, Quarantined):
+            yield text
+        elif not text.strip():
+            yield Quarantined(str(path), line_no, "empty_text", text)
+        else:
+            yield Record(f"{path.name}:{line_no}", text, None, str(path), line_no)
+
+
+def write_jsonl(path: Path, rows) -> int:
+    n = 0
+    with open(path, "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r if isinstance(r, dict) else r.to_json(), ensure_ascii=False) + "\n")
+            n += 1
+    return n
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]

@@ -1,0 +1,295 @@
+"""Stage runner: the run directory, the manifest, caching and resume, tracking.
+
+    runs/<name>/
+      config.resolved.yaml   every default filled in
+      manifest.json          per stage: key, inputs/outputs with sha256, versions, seconds, status
+      data/ tokenizer/ model/ eval/ ...   what each stage wrote
+      report.html
+
+A stage reads only files in the run directory (plus its config section) and writes files there;
+nothing passes between stages in memory. A stage's cache key hashes its config section, the seed,
+the key of the stage before it and the sha256 of every file it reads, so a stage is skipped only
+when all of those are unchanged and its recorded outputs are still on disk, unmodified.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+import platform
+import random
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from trainforge.config import Config, dump_config
+from trainforge.console import console
+from trainforge.errors import StageFailed, UserError
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    """Also the config section that enables it."""
+    entry: str
+    """`module:function`, imported only when the stage runs (keeps --help fast)."""
+    reads: tuple[str, ...]
+    """Run-directory paths it reads (files or folders)."""
+    writes: tuple[str, ...]
+    """Run-directory paths it writes (files or folders)."""
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("data", "trainforge.data.stage:run_data", reads=(), writes=("data",)),
+    Stage(
+        "train",
+        "trainforge.train.stage:run_train",
+        reads=("data/train.jsonl", "data/val.jsonl"),
+        writes=("tokenizer", "model"),
+    ),
+    Stage(
+        "eval",
+        "trainforge.evaluate.stage:run_eval",
+        reads=("model", "data/train.jsonl", "data/val.jsonl", "data/test.jsonl"),
+        writes=("eval",),
+    ),
+)
+
+
+@dataclass
+class StageContext:
+    """What a stage function gets: the whole resolved config and where to write."""
+
+    config: Config
+    run_dir: Path
+    stage: str
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def section(self) -> Any:
+        return getattr(self.config, self.stage)
+
+    def path(self, *parts: str) -> Path:
+        return self.run_dir.joinpath(*parts)
+
+
+# --------------------------------------------------------------------------- hashing
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def hash_paths(run_dir: Path, rel_paths: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """{relative file path: sha256} for every file under the given files/folders that exist."""
+    out: dict[str, str] = {}
+    for rel in rel_paths:
+        p = run_dir / rel
+        files = sorted(x for x in p.rglob("*") if x.is_file()) if p.is_dir() else [p] if p.is_file() else []
+        for f in files:
+            out[f.relative_to(run_dir).as_posix()] = sha256_file(f)
+    return out
+
+
+def stage_key(cfg: Config, stage: Stage, prev_key: str, inputs: dict[str, str]) -> str:
+    section = getattr(cfg, stage.name)
+    payload = {
+        "stage": stage.name,
+        "section": section.model_dump(mode="json") if section is not None else None,
+        "seed": cfg.seed,
+        "prev": prev_key,
+        "inputs": inputs,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------- manifest
+
+
+def package_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    names = ["trainforge", "torch", "transformers", "tokenizers", "peft", "scikit-learn", "mlflow", "numpy"]
+    out = {"python": platform.python_version()}
+    for n in names:
+        try:
+            out[n] = version(n)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def git_commit() -> str | None:
+    try:
+        r = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        return r.stdout.strip() or None if r.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def read_manifest(run_dir: Path) -> dict:
+    p = run_dir / "manifest.json"
+    if p.is_file():
+        try:
+            return json.loads(p.read_text())
+        except json.JSONDecodeError:
+            console.print(f"[yellow]{p} is unreadable; starting a fresh manifest[/]")
+    return {"stages": {}}
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False))
+    os.replace(tmp, path)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed)
+    except ImportError:
+        pass
+    import sys
+
+    if "torch" in sys.modules:
+        sys.modules["torch"].manual_seed(seed)
+
+
+def _load_entry(entry: str) -> Callable[[StageContext], dict]:
+    module, _, func = entry.partition(":")
+    return getattr(importlib.import_module(module), func)
+
+
+# --------------------------------------------------------------------------- the runner
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    ran: list[str]
+    cached: list[str]
+    metrics: dict[str, dict[str, float]]
+
+
+def run_pipeline(cfg: Config, force: tuple[str, ...] = (), only: tuple[str, ...] = ()) -> RunResult:
+    """Run every stage the config enables, in order, skipping unchanged ones."""
+    known = [s.name for s in STAGES]
+    for name in (*force, *only):
+        if name not in known:
+            raise UserError(f"--force/--only {name}: no such stage (stages: {', '.join(known)})")
+    enabled = [s for s in STAGES if getattr(cfg, s.name) is not None and (not only or s.name in only)]
+    if not enabled:
+        raise UserError("the config enables no stage: add a data:, train: or eval: section")
+
+    run_dir = cfg.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.resolved.yaml").write_text(dump_config(cfg), encoding="utf-8")
+    manifest = read_manifest(run_dir)
+    manifest.update(
+        name=cfg.name,
+        updated=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        versions=package_versions(),
+        git_commit=git_commit(),
+        config_sha256=sha256_file(run_dir / "config.resolved.yaml"),
+    )
+    manifest.setdefault("created", manifest["updated"])
+    stages_rec: dict = manifest.setdefault("stages", {})
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from trainforge.tracking import Tracker
+
+    tracker = Tracker(cfg)
+    result = RunResult(run_dir, [], [], {})
+    prev_key = ""
+    failed = False
+    try:
+        for stage in enabled:
+            missing = [r for r in stage.reads if not (run_dir / r).exists()]
+            if missing:
+                raise UserError(
+                    f"stage '{stage.name}' needs {', '.join(missing)} in {run_dir}/ — enable the stage "
+                    f"that writes it in the config, or run it first"
+                )
+            inputs = hash_paths(run_dir, stage.reads)
+            key = stage_key(cfg, stage, prev_key, inputs)
+            rec = stages_rec.get(stage.name, {})
+            if stage.name not in force and _is_fresh(rec, key, run_dir):
+                console.print(f"[dim]{stage.name:>8}  cached[/]  (inputs and config unchanged)")
+                result.cached.append(stage.name)
+                result.metrics[stage.name] = rec.get("metrics", {})
+                tracker.log_metrics(stage.name, rec.get("metrics", {}))
+                prev_key = key
+                continue
+
+            console.print(f"[bold cyan]{stage.name:>8}[/]  running")
+            stages_rec[stage.name] = rec = {"status": "running", "key": key, "inputs": inputs}
+            write_json_atomic(run_dir / "manifest.json", manifest)
+            seed_everything(cfg.seed)
+            ctx = StageContext(cfg, run_dir, stage.name)
+            t0 = time.perf_counter()
+            try:
+                metrics = _load_entry(stage.entry)(ctx) or {}
+            except KeyboardInterrupt:
+                rec.update(status="interrupted", seconds=round(time.perf_counter() - t0, 2))
+                raise
+            except Exception as e:  # noqa: BLE001 — recorded, then re-raised with the stage named
+                rec.update(status="failed", error=f"{type(e).__name__}: {e}", seconds=round(time.perf_counter() - t0, 2))
+                if isinstance(e, UserError):
+                    raise UserError(f"stage '{stage.name}': {e}") from None
+                raise StageFailed(stage.name, e) from e
+            rec.update(
+                status="ok",
+                seconds=round(time.perf_counter() - t0, 2),
+                finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                outputs=hash_paths(run_dir, stage.writes),
+                metrics=metrics,
+            )
+            rec.pop("error", None)
+            console.print(f"[green]{stage.name:>8}  done[/] in {rec['seconds']:.1f}s  {_short(metrics)}")
+            result.ran.append(stage.name)
+            result.metrics[stage.name] = metrics
+            tracker.log_metrics(stage.name, metrics)
+            prev_key = key
+            write_json_atomic(run_dir / "manifest.json", manifest)
+    except BaseException:
+        failed = True
+        raise
+    finally:
+        write_json_atomic(run_dir / "manifest.json", manifest)
+        from trainforge.report.html import write_report
+
+        report = write_report(run_dir)
+        manifest["report"] = {"path": report.name, "sha256": sha256_file(report)}
+        manifest["mlflow_run_id"] = tracker.run_id
+        write_json_atomic(run_dir / "manifest.json", manifest)
+        tracker.finish(run_dir, failed)
+    return result
+
+
+def _is_fresh(rec: dict, key: str, run_dir: Path) -> bool:
+    if rec.get("status") != "ok" or rec.get("key") != key:
+        return False
+    outputs = rec.get("outputs") or {}
+    for rel, digest in outputs.items():
+        p = run_dir / rel
+        if not p.is_file() or sha256_file(p) != digest:
+            return False
+    return bool(outputs)
+
+
+def _short(metrics: dict) -> str:
+    shown = [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in list(metrics.items())[:4]]
+    return "  ".join(shown)

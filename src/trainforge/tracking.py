@@ -1,0 +1,68 @@
+"""MLflow tracking: one MLflow run per `trainforge run`, params = the flattened resolved config.
+
+Default store: SQLite under the runs folder (`sqlite:///runs/mlflow.db`), so
+`mlflow ui --backend-store-uri sqlite:///runs/mlflow.db` shows every run with no server.
+A team server is one setting away: `tracking.uri` or $MLFLOW_TRACKING_URI.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from trainforge.config import Config, flatten
+from trainforge.errors import UserError
+
+
+def tracking_uri(cfg: Config) -> str:
+    if cfg.tracking.uri:
+        return cfg.tracking.uri
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    db = Path(cfg.runs_dir).resolve() / "mlflow.db"
+    db.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{db}"
+
+
+class Tracker:
+    """Thin wrapper so the runner never branches on `tracking.enabled`."""
+
+    def __init__(self, cfg: Config):
+        self.run_id: str | None = None
+        self._mlflow = None
+        if not cfg.tracking.enabled:
+            return
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        for noisy in ("alembic", "mlflow"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+        import mlflow
+
+        uri = tracking_uri(cfg)
+        try:
+            mlflow.set_tracking_uri(uri)
+            mlflow.set_experiment(cfg.tracking.experiment)
+            run = mlflow.start_run(run_name=cfg.name)
+        except Exception as e:  # noqa: BLE001 — any store failure is a setup problem the user fixes
+            raise UserError(f"tracking.uri {uri}: MLflow could not start a run ({e}); set tracking.enabled=false to run without it") from None
+        self._mlflow, self.run_id = mlflow, run.info.run_id
+        params = {k: ("" if v is None else str(v))[:6000] for k, v in flatten(cfg.model_dump(mode="json")).items()}
+        items = list(params.items())
+        for i in range(0, len(items), 100):  # MLflow caps a batch at 100 params
+            mlflow.log_params(dict(items[i : i + 100]))
+        mlflow.set_tags({"trainforge.run_dir": str(cfg.run_dir.resolve()), "trainforge.name": cfg.name})
+
+    def log_metrics(self, stage: str, metrics: dict) -> None:
+        if self._mlflow is None:
+            return
+        numeric = {f"{stage}.{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        if numeric:
+            self._mlflow.log_metrics(numeric)
+
+    def finish(self, run_dir: Path, failed: bool = False) -> None:
+        if self._mlflow is None:
+            return
+        for name in ("report.html", "manifest.json", "config.resolved.yaml"):
+            if (run_dir / name).is_file():
+                self._mlflow.log_artifact(str(run_dir / name))
+        self._mlflow.end_run(status="FAILED" if failed else "FINISHED")
