@@ -74,7 +74,9 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown line"
-        raise UserError(f"{path}: YAML syntax error at {where}: {e.problem}") from None
+        ctx = e.context_mark
+        opened = f" ({e.context} at line {ctx.line + 1})" if ctx and e.context and ctx.line != mark.line else ""
+        raise UserError(f"{path}: YAML syntax error at {where}: {e.problem}{opened}") from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):

@@ -1,0 +1,71 @@
+"""Shared fixtures: tiny labelled data and a tiny config, so every test runs on CPU in seconds."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+POSITIVE = ["很好", "喜欢", "满意", "推荐", "不错", "精彩", "值得", "快乐"]
+NEGATIVE = ["很差", "失望", "糟糕", "退货", "难用", "无聊", "后悔", "生气"]
+FILLER = list("这个东西我们买了书店酒房间服务质量价格物流包装内容")
+
+
+def make_reviews(n: int, seed: int = 0) -> list[dict]:
+    """Synthetic two-class reviews: the label is carried by a sentiment word among filler characters."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = "positive" if i % 2 == 0 else "negative"
+        words = rng.choices(FILLER, k=rng.randint(4, 12))
+        words.insert(rng.randrange(len(words) + 1), rng.choice(POSITIVE if label == "positive" else NEGATIVE))
+        rows.append({"text": "".join(words) + f"{i}", "label": label})
+    return rows
+
+
+@pytest.fixture
+def reviews_jsonl(tmp_path: Path) -> Path:
+    path = tmp_path / "reviews.jsonl"
+    rows = make_reviews(240)
+    rows += rows[:20]  # exact duplicates for the dedup step
+    with open(path, "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+        f.write("{not json\n")  # one unreadable line → quarantine
+    return path
+
+
+def tiny_config_dict(data_path: Path, runs_dir: Path, tracking: bool = False) -> dict:
+    return {
+        "name": "tiny",
+        "seed": 7,
+        "runs_dir": str(runs_dir),
+        "tracking": {"enabled": tracking},
+        "data": {"sources": [{"path": str(data_path)}], "split": {"val": 0.2, "test": 0.2}},
+        "train": {
+            "model": "encoder-tiny",
+            "tokenizer": {"vocab_size": 300, "min_frequency": 1},
+            "max_length": 32,
+            "max_steps": 6,
+            "batch_size": 16,
+            "lr": 1.0e-3,
+            "threads": 1,
+        },
+        "eval": {"baseline": "tfidf-lr"},
+    }
+
+
+@pytest.fixture
+def tiny_config(tmp_path: Path, reviews_jsonl: Path) -> Path:
+    import yaml
+
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(tiny_config_dict(reviews_jsonl, tmp_path / "runs")), encoding="utf-8")
+    return path
