@@ -19,6 +19,7 @@ from trainforge.errors import UserError
 from trainforge.evaluate.config import EvalConfig
 from trainforge.section import Section
 from trainforge.train.config import TrainConfig
+from trainforge.tune.config import TuneConfig
 
 
 class TrackingConfig(Section):
@@ -47,6 +48,8 @@ class Config(Section):
     """Train the model."""
     eval: EvalConfig | None = None
     """Score the model beside a baseline."""
+    tune: TuneConfig | None = None
+    """Hyperparameter search (`trainforge tune`); not a stage of `trainforge run`."""
 
     @field_validator("name")
     @classmethod
