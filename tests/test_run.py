@@ -80,6 +80,14 @@ def test_second_run_is_cached_and_a_changed_key_reruns_from_there(first_run, tin
     assert forced.cached == ["train", "eval"]
 
 
+def test_only_one_stage_keeps_the_key_chain(first_run, tiny_config):
+    cfg, _ = first_run
+    only_eval = run_pipeline(load_config(tiny_config), only=("eval",))
+    assert only_eval.cached == ["eval"] and only_eval.ran == []
+    full = run_pipeline(load_config(tiny_config))
+    assert full.cached == ["data", "train", "eval"]
+
+
 def test_a_modified_output_invalidates_the_cache(first_run, tiny_config):
     cfg, _ = first_run
     with open(cfg.run_dir / "data" / "val.jsonl", "a") as f:

@@ -188,7 +188,9 @@ def run_pipeline(cfg: Config, force: tuple[str, ...] = (), only: tuple[str, ...]
     for name in (*force, *only):
         if name not in known:
             raise UserError(f"--force/--only {name}: no such stage (stages: {', '.join(known)})")
-    enabled = [s for s in STAGES if getattr(cfg, s.name) is not None and (not only or s.name in only)]
+    enabled = [s for s in STAGES if getattr(cfg, s.name) is not None]
+    if only:
+        enabled = [s for s in enabled if s.name in only or _before(s, only)]
     if not enabled:
         raise UserError("the config enables no stage: add a data:, train: or eval: section")
 
@@ -217,6 +219,11 @@ def run_pipeline(cfg: Config, force: tuple[str, ...] = (), only: tuple[str, ...]
     failed = False
     try:
         for stage in enabled:
+            if only and stage.name not in only:
+                # not asked for: keep the key chain as the last full run left it, so `--only eval`
+                # and a later full run agree on eval's key
+                prev_key = stages_rec.get(stage.name, {}).get("key", "")
+                continue
             missing = [r for r in stage.reads if not (run_dir / r).exists()]
             if missing:
                 raise UserError(
@@ -277,6 +284,12 @@ def run_pipeline(cfg: Config, force: tuple[str, ...] = (), only: tuple[str, ...]
         write_json_atomic(run_dir / "manifest.json", manifest)
         tracker.finish(run_dir, failed)
     return result
+
+
+def _before(stage: Stage, only: tuple[str, ...]) -> bool:
+    """True when `stage` comes before some stage in `only` (its key feeds theirs)."""
+    names = [s.name for s in STAGES]
+    return any(names.index(stage.name) < names.index(o) for o in only)
 
 
 def _is_fresh(rec: dict, key: str, run_dir: Path) -> bool:
