@@ -1,0 +1,124 @@
+"""Loading a model directory for serving, and the two kinds of model we serve.
+
+Only safetensors weights are loaded: a directory holding pickle weights (pytorch_model.bin, *.pt)
+and no model.safetensors is refused, and `use_safetensors=True` stops transformers from falling
+back to pickle. Paths come from the command line or the registry, never from a request.
+
+    ClassifierEngine  AutoModelForSequenceClassification → label + probabilities per text
+    GeneratorEngine   AutoModelForCausalLM → tokens, decoded with a KV cache by batching.py
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from trainforge.errors import UserError
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
+
+
+def check_model_dir(path: Path) -> dict:
+    """The model's config.json, after refusing anything that is not a safetensors HF directory."""
+    if not (path / "config.json").is_file():
+        raise UserError(f"{path}: not a model directory (no config.json); pass a run dir, a model dir or models:/NAME@ALIAS")
+    if not list(path.glob("*.safetensors")):
+        pickles = [p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES]
+        hint = f" (found pickle weights {', '.join(pickles)}: convert them with safetensors first)" if pickles else ""
+        raise UserError(f"{path}: no *.safetensors weights{hint}; trainforge serve loads safetensors only")
+    return json.loads((path / "config.json").read_text())
+
+
+def is_classifier(config: dict) -> bool:
+    archs = config.get("architectures") or []
+    return any(a.endswith("ForSequenceClassification") for a in archs)
+
+
+@dataclass
+class ClassifierEngine:
+    """A sequence classifier: texts → probabilities over its labels."""
+
+    model: object
+    tokenizer: object
+    labels: list[str]
+    max_length: int
+    kind: str = "classifier"
+
+    @classmethod
+    def load(cls, path: Path) -> "ClassifierEngine":
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True).eval()
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        if tokenizer.pad_token_id is None:  # decoder classifiers often ship without a pad token
+            tokenizer.pad_token = tokenizer.eos_token
+            model.config.pad_token_id = tokenizer.eos_token_id
+        id2label = {int(k): v for k, v in model.config.id2label.items()}
+        limit = min(int(tokenizer.model_max_length or 512), int(getattr(model.config, "max_position_embeddings", 512) or 512))
+        torch.set_grad_enabled(False)
+        return cls(model, tokenizer, [id2label[i] for i in sorted(id2label)], limit)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, truncation=False)["input_ids"])
+
+    def classify(self, texts: list[str]) -> list[dict[str, float]]:
+        """One {label: probability} per text, in one padded forward pass."""
+        import torch
+
+        enc = self.tokenizer(texts, truncation=True, max_length=self.max_length, padding=True, return_tensors="pt")
+        with torch.inference_mode():
+            probs = torch.softmax(self.model(**enc).logits.float(), -1)  # (B, num_labels)
+        return [{lab: float(p) for lab, p in zip(self.labels, row)} for row in probs.tolist()]
+
+
+@dataclass
+class GeneratorEngine:
+    """A causal LM; batching.GenerationBatcher drives its decode loop."""
+
+    model: object
+    tokenizer: object
+    eos_ids: set[int] = field(default_factory=set)
+    kind: str = "generator"
+
+    @classmethod
+    def load(cls, path: Path) -> "GeneratorEngine":
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True).eval()
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        eos = model.generation_config.eos_token_id if model.generation_config else None
+        eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        if tokenizer.eos_token_id is not None:
+            eos_ids.add(tokenizer.eos_token_id)
+        torch.set_grad_enabled(False)
+        return cls(model, tokenizer, eos_ids)
+
+    @property
+    def pad_id(self) -> int:
+        tok = self.tokenizer
+        return tok.pad_token_id if tok.pad_token_id is not None else (next(iter(self.eos_ids)) if self.eos_ids else 0)
+
+    @property
+    def max_positions(self) -> int:
+        return int(getattr(self.model.config, "max_position_embeddings", 2048) or 2048)
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=True)["input_ids"]
+
+    def chat_prompt(self, messages: list[dict]) -> str:
+        """The model's chat template when it has one; else a plain 'role: content' transcript."""
+        if getattr(self.tokenizer, "chat_template", None):
+            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        lines = [f"{m['role']}: {m['content']}" for m in messages]
+        return "\n".join(lines) + "\nassistant:"
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+
+def load_engine(path: Path):
+    config = check_model_dir(path)
+    return ClassifierEngine.load(path) if is_classifier(config) else GeneratorEngine.load(path)
