@@ -13,7 +13,7 @@ import sys
 import traceback
 
 # Packages that add their own verbs: each module has `register(subparsers)`.
-COMMAND_MODULES: list[str] = ["trainforge.tune.cli"]
+COMMAND_MODULES: list[str] = ["trainforge.tune.cli", "trainforge.compress.cli"]
 
 
 def _load(args):

@@ -14,6 +14,7 @@ from typing import Any, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ValidationError, field_validator
 
+from trainforge.compress.config import CompressConfig
 from trainforge.data.config import DataConfig
 from trainforge.errors import UserError
 from trainforge.evaluate.config import EvalConfig
@@ -48,6 +49,8 @@ class Config(Section):
     """Train the model."""
     eval: EvalConfig | None = None
     """Score the model beside a baseline."""
+    compress: CompressConfig | None = None
+    """Quantise, prune or distil model/, measure each variant beside it and gate it."""
     tune: TuneConfig | None = None
     """Hyperparameter search (`trainforge tune`); not a stage of `trainforge run`."""
 

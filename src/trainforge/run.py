@@ -57,6 +57,12 @@ STAGES: tuple[Stage, ...] = (
         reads=("model", "data/train.jsonl", "data/val.jsonl", "data/test.jsonl"),
         writes=("eval",),
     ),
+    Stage(
+        "compress",
+        "trainforge.compress.stage:run_compress",
+        reads=("model", "data/train.jsonl", "data/val.jsonl", "data/test.jsonl"),
+        writes=("compress",),
+    ),
 )
 
 

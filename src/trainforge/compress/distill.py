@@ -1,0 +1,118 @@
+"""Knowledge distillation: a fine-tuned teacher into a shallower student of the same family.
+
+    loss = α · T² · KL(softmax(teacher/T) ‖ softmax(student/T))      soft targets (Hinton et al., 2015)
+         + (1 − α) · CE(student, labels)                               hard labels
+         + β · Σ_j MSE(h_student[j], h_teacher[map[j]])                optional hidden-state matching
+
+T² keeps the soft term's gradient the same size whatever the temperature (the softened logits'
+gradients shrink as 1/T²). The student copies the embeddings, head and evenly spaced teacher layers
+(DistilBERT's initialisation), so it starts close to the teacher instead of from noise; that works
+for BERT- and Llama-style models alike because both number their blocks `layer.N` / `layers.N`.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+import re
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trainforge.compress.config import DistillConfig
+from trainforge.console import progress_bar
+from trainforge.train.config import ScheduleConfig
+from trainforge.train.loop import Encoded, bucketed_batches, collate, lr_at, param_groups, predict_logits
+
+_LAYER_KEY = re.compile(r"\.(layer|layers)\.(\d+)\.")
+
+
+def teacher_layers_for(n_teacher: int, n_student: int) -> list[int]:
+    """Evenly spaced teacher blocks, always ending with the last: 6→3 gives [1, 3, 5]."""
+    return [(j + 1) * n_teacher // n_student - 1 for j in range(n_student)]
+
+
+def build_student(teacher: nn.Module, n_layers: int | None) -> tuple[nn.Module, list[int]]:
+    """A copy of the teacher's architecture with fewer blocks, initialised from the teacher."""
+    from transformers import AutoModelForSequenceClassification
+
+    n_teacher = teacher.config.num_hidden_layers
+    n_layers = n_layers or max(1, n_teacher // 2)
+    if not 1 <= n_layers < n_teacher:
+        from trainforge.errors import UserError
+
+        raise UserError(f"compress.distill.student_layers: {n_layers} must be between 1 and {n_teacher - 1} (the teacher has {n_teacher})")
+    mapping = teacher_layers_for(n_teacher, n_layers)
+    config = copy.deepcopy(teacher.config)
+    config.num_hidden_layers = n_layers
+    if isinstance(getattr(config, "layer_types", None), list):  # per-layer attention kinds (Llama-style configs)
+        config.layer_types = [config.layer_types[i] for i in mapping]
+    student = AutoModelForSequenceClassification.from_config(config)
+    position = {t: j for j, t in enumerate(mapping)}
+    state = {}
+    for key, value in teacher.state_dict().items():
+        m = _LAYER_KEY.search(key)
+        if m is None:
+            state[key] = value.clone()
+        elif int(m.group(2)) in position:
+            state[key[: m.start()] + f".{m.group(1)}.{position[int(m.group(2))]}." + key[m.end():]] = value.clone()
+    student.load_state_dict(state, strict=True)
+    return student, mapping
+
+
+def distillation_loss(student_logits, teacher_logits, labels, alpha: float, temperature: float) -> torch.Tensor:
+    t = temperature
+    soft = F.kl_div(F.log_softmax(student_logits / t, -1), F.log_softmax(teacher_logits / t, -1),
+                    log_target=True, reduction="batchmean") * t * t
+    return alpha * soft + (1 - alpha) * F.cross_entropy(student_logits, labels)
+
+
+def mean_kl(student: nn.Module, teacher: nn.Module, enc: Encoded, pad_id: int) -> float:
+    """KL(teacher ‖ student) per example at T=1: how far the student's predictions are from the teacher's."""
+    s, t = predict_logits(student, enc, 64, pad_id), predict_logits(teacher, enc, 64, pad_id)
+    return float(F.kl_div(F.log_softmax(s, -1), F.log_softmax(t, -1), log_target=True, reduction="batchmean"))
+
+
+def distill(teacher: nn.Module, train: Encoded, cfg: DistillConfig, pad_id: int, seed: int) -> tuple[nn.Module, dict]:
+    """Build and train the student; returns (student, summary)."""
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    student, mapping = build_student(teacher, cfg.student_layers)
+    teacher.eval()
+    total = cfg.max_steps or max(1, int(round(cfg.epochs * math.ceil(len(train) / cfg.batch_size))))
+    optimizer = torch.optim.AdamW(param_groups(student, 0.01), lr=cfg.lr)
+    schedule = ScheduleConfig(warmup_ratio=0.06, decay="cosine")
+    want_hidden = cfg.hidden_loss_weight > 0
+    queue: list[list[int]] = []
+    last = 0.0
+    with progress_bar("distill", total=total, unit="steps") as bar:
+        for step in range(total):
+            if not queue:
+                queue = bucketed_batches(train, cfg.batch_size, rng)
+            batch = collate(train, queue.pop(), pad_id)
+            labels = batch.pop("labels")
+            for g in optimizer.param_groups:
+                g["lr"] = lr_at(step, total, cfg.lr, schedule)
+            with torch.no_grad():
+                t_out = teacher(**batch, output_hidden_states=want_hidden)
+            student.train()
+            s_out = student(**batch, output_hidden_states=want_hidden)
+            loss = distillation_loss(s_out.logits, t_out.logits, labels, cfg.alpha, cfg.temperature)
+            if want_hidden:
+                # hidden_states[0] is the embedding output; block j of the student mirrors block mapping[j]
+                mask = batch["attention_mask"].unsqueeze(-1).float()  # B, T, 1: padding does not count
+                pairs = [(s_out.hidden_states[j + 1], t_out.hidden_states[t + 1]) for j, t in enumerate(mapping)]
+                mse = sum(((hs - ht) ** 2 * mask).sum() / (mask.sum() * hs.shape[-1]) for hs, ht in pairs) / len(pairs)
+                loss = loss + cfg.hidden_loss_weight * mse
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            last = loss.item()
+            bar.advance()
+            if (step + 1) % 10 == 0:
+                bar.note(f"loss {last:.3f}")
+    student.eval()
+    return student, {"student_layers": len(mapping), "teacher_layers": mapping, "steps": total, "final_loss": round(last, 5)}
