@@ -13,7 +13,7 @@ import sys
 import traceback
 
 # Packages that add their own verbs: each module has `register(subparsers)`.
-COMMAND_MODULES: list[str] = ["trainforge.tune.cli", "trainforge.compress.cli"]
+COMMAND_MODULES: list[str] = ["trainforge.tune.cli", "trainforge.evaluate.cli", "trainforge.compress.cli", "trainforge.serve.cli"]
 
 
 def _load(args):
@@ -38,7 +38,9 @@ def cmd_train(args) -> int:
     from trainforge.run import run_pipeline
 
     cfg = _load(args)
-    only = tuple(s for s in ("data", "train") if getattr(cfg, s) is not None)
+    if args.resume:  # continue from checkpoints/ (not part of the cache key, so it does not change the run)
+        cfg = cfg.model_copy(update={s: getattr(cfg, s).model_copy(update={"resume": True}) for s in ("pretrain", "train") if getattr(cfg, s)})
+    only = tuple(s for s in ("data", "pretrain", "train") if getattr(cfg, s) is not None)
     result = run_pipeline(cfg, force=tuple(args.force), only=only)
     console.print(f"\n[bold]model[/] {result.run_dir / 'model'}/")
     return 0
@@ -56,19 +58,6 @@ def _config_of_run(run: str):
     cfg = load_config(resolved)
     # the run may have moved: point runs_dir at where it is now
     return cfg.model_copy(update={"runs_dir": str(Path(run).resolve().parent), "name": Path(run).resolve().name})
-
-
-def cmd_eval(args) -> int:
-    from trainforge.console import console
-    from trainforge.evaluate.config import EvalConfig
-    from trainforge.run import run_pipeline
-
-    cfg = _config_of_run(args.run)
-    section = (cfg.eval or EvalConfig()).model_copy(update={"split": args.split})
-    cfg = cfg.model_copy(update={"eval": section})
-    run_pipeline(cfg, force=("eval",), only=("eval",))
-    console.print(f"\n[bold]metrics[/] {cfg.run_dir / 'eval' / 'metrics.json'}")
-    return 0
 
 
 def cmd_report(args) -> int:
@@ -136,12 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="run the stages up to and including train")
     _add_config_args(p)
     p.add_argument("--force", action="append", default=[], metavar="STAGE", help="rerun this stage even if cached")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted pretrain/train from its latest checkpoint")
     p.set_defaults(func=cmd_train)
-
-    p = sub.add_parser("eval", help="score a run's model beside its baseline")
-    p.add_argument("run", help="run directory, e.g. runs/quickstart")
-    p.add_argument("--split", choices=["test", "val"], default="test")
-    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("report", help="(re)write a run's report.html")
     p.add_argument("run", help="run directory, e.g. runs/quickstart")

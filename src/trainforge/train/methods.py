@@ -1,0 +1,136 @@
+"""Which parameters train, and at what learning rate: full, freeze, unfreeze, LoRA, prompt and prefix tuning.
+
+A model is cut into groups from the bottom up (works for Llama, BERT and most HF models):
+
+    embeddings │ block 0 │ block 1 │ … │ block L-1 │ head (classifier/lm_head + final norm/pooler)
+
+    full      every group trains at lr
+    freeze    the top N blocks and the head train; the rest is fixed (requires_grad=False)
+    unfreeze  ULMFiT: the head first, one more group from the top every K steps; group at depth d
+              trains at lr / lr_decay**d (discriminative learning rates)
+    lora      peft LoRA / DoRA on the attention projections; the new head trains in full
+    prompt    peft prompt tuning: learned virtual tokens prepended to the input
+    prefix    peft prefix tuning: learned key/value prefixes in every layer
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from trainforge.errors import UserError
+from trainforge.train.config import TrainConfig
+
+HEAD_NAMES = ("score", "classifier", "lm_head", "pooler")
+EMBEDDING_NAMES = ("embed_tokens", "embeddings", "wte", "wpe", "word_embeddings")
+
+
+def transformer_blocks(model: torch.nn.Module) -> torch.nn.ModuleList:
+    """The stack of transformer blocks: the longest ModuleList in the model."""
+    lists = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList) and len(m) > 0]
+    if not lists:
+        raise UserError(f"{type(model).__name__}: found no stack of transformer blocks to freeze or unfreeze")
+    return max(lists, key=len)
+
+
+def layer_groups(model: torch.nn.Module) -> list[tuple[str, list[tuple[str, torch.nn.Parameter]]]]:
+    """[(group name, [(param name, param)])] from the bottom (embeddings) to the top (head)."""
+    blocks = transformer_blocks(model)
+    block_of = {id(p): i for i, b in enumerate(blocks) for p in b.parameters()}
+    groups: dict[str, list] = {"embeddings": [], **{f"block {i}": [] for i in range(len(blocks))}, "head": []}
+    for name, p in model.named_parameters():
+        if id(p) in block_of:
+            groups[f"block {block_of[id(p)]}"].append((name, p))
+        elif any(part in EMBEDDING_NAMES for part in name.split(".")):
+            groups["embeddings"].append((name, p))
+        else:  # classifier / lm_head / final norm / pooler: everything above the blocks
+            groups["head"].append((name, p))
+    return [(g, ps) for g, ps in groups.items() if ps]
+
+
+@dataclass
+class UnfreezePlan:
+    """Progressive unfreezing: at step s, the top 1 + s // every groups train."""
+
+    groups: list[list[torch.nn.Parameter]]
+    """Top (head) first."""
+    every: int
+    active: int = field(default=0)
+
+    def apply(self, step: int) -> bool:
+        """Set requires_grad for `step`; True when the trainable set changed."""
+        want = min(len(self.groups), 1 + step // max(1, self.every))
+        if want == self.active:
+            return False
+        for i, params in enumerate(self.groups):
+            for p in params:
+                p.requires_grad_(i < want)
+        self.active = want
+        return True
+
+
+@dataclass
+class MethodSetup:
+    model: torch.nn.Module
+    groups: list[tuple[list[tuple[str, torch.nn.Parameter]], float]]
+    """(named params, lr scale) for the optimizer: every parameter that may train during the run."""
+    unfreeze: UnfreezePlan | None = None
+    peft: bool = False
+
+
+def apply_method(model: torch.nn.Module, cfg: TrainConfig, steps_per_epoch: int) -> MethodSetup:
+    method = cfg.method
+    if method == "full":
+        return MethodSetup(model, [(list(model.named_parameters()), 1.0)])
+    if method in ("freeze", "unfreeze"):
+        return _freeze(model, cfg, steps_per_epoch)
+    return _peft(model, cfg)
+
+
+def _freeze(model, cfg: TrainConfig, steps_per_epoch: int) -> MethodSetup:
+    groups = layer_groups(model)[::-1]  # head first
+    for p in model.parameters():
+        p.requires_grad_(False)
+    if cfg.method == "freeze":
+        top_blocks = [ps for name, ps in groups if name.startswith("block")][: cfg.freeze.trainable_blocks]
+        head = [ps for name, ps in groups if name == "head"]
+        named = [np for ps in head + top_blocks for np in ps]
+        for _, p in named:
+            p.requires_grad_(True)
+        return MethodSetup(model, [(named, 1.0)])
+    every = cfg.freeze.unfreeze_every * (steps_per_epoch if cfg.freeze.unfreeze_unit == "epochs" else 1)
+    plan = UnfreezePlan([[p for _, p in ps] for _, ps in groups], every)
+    plan.apply(0)
+    scaled = [(ps, cfg.freeze.lr_decay ** -depth) for depth, (_, ps) in enumerate(groups)]
+    return MethodSetup(model, scaled, unfreeze=plan)
+
+
+def lora_targets(model) -> list[str] | str:
+    """Attention projections peft knows for this architecture (llama: q_proj, v_proj; bert: query, value)."""
+    from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as known
+
+    targets = known.get(getattr(model.config, "model_type", ""))
+    return list(targets) if targets else "all-linear"
+
+
+def _peft(model, cfg: TrainConfig) -> MethodSetup:
+    import peft
+
+    task_type = peft.TaskType.SEQ_CLS if cfg.task == "classification" else peft.TaskType.CAUSAL_LM
+    if cfg.method == "lora":
+        targets = cfg.lora.target_modules
+        if targets == "auto":
+            targets = lora_targets(model)
+        pcfg = peft.LoraConfig(task_type=task_type, r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+                               target_modules=targets, use_dora=cfg.lora.dora)
+    elif cfg.method == "prompt":
+        pcfg = peft.PromptTuningConfig(task_type=task_type, num_virtual_tokens=cfg.prompt.virtual_tokens)
+    else:
+        pcfg = peft.PrefixTuningConfig(task_type=task_type, num_virtual_tokens=cfg.prompt.virtual_tokens)
+    try:
+        wrapped = peft.get_peft_model(model, pcfg)
+    except ValueError as e:
+        raise UserError(f"train.method={cfg.method}: peft cannot adapt {type(model).__name__}: {e}") from None
+    named = [(n, p) for n, p in wrapped.named_parameters() if p.requires_grad]
+    return MethodSetup(wrapped, [(named, 1.0)], peft=True)

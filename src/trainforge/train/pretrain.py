@@ -1,0 +1,114 @@
+"""The pretrain stage: a causal LM from scratch on general text, then on the run's unlabelled in-domain text.
+
+The first two steps of ULMFiT (Howard & Ruder, 2018):
+    1. general-domain LM     the corpus (default: People's Daily 1998 news)   → knows the language
+    2. in-domain LM          data/train.jsonl texts, labels unused            → knows how reviews talk
+    (3. the classifier is the train stage: `train.model: pretrain`, method unfreeze)
+
+Writes
+    pretrain/            config.json + model.safetensors (LlamaForCausalLM) + tokenizer files
+    pretrain/pretrain_state.json   both phases' loss curves and held-out LM losses
+Documents are packed: <s> doc </s> <s> doc </s> … cut into seq_len blocks, so no token is padding.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+
+from trainforge.console import console
+from trainforge.data.io import read_jsonl
+from trainforge.errors import UserError
+from trainforge.train.config import PretrainConfig
+
+
+def corpus_texts(cfg: PretrainConfig) -> list[str]:
+    from trainforge.data.io import Record, read_source
+
+    texts = []
+    for src in cfg.corpus:
+        texts += [item.text for item in read_source(src) if isinstance(item, Record)]
+    if cfg.corpus_limit is not None:
+        texts = texts[: cfg.corpus_limit]
+    if not texts:
+        raise UserError("pretrain.corpus: the sources yielded no text; check pretrain.corpus[].path / builtin")
+    return texts
+
+
+def pack(tokenizer, texts: list[str], seq_len: int):
+    """Concatenate the documents' tokens (each framed <s> … </s>) and cut into seq_len blocks → Encoded."""
+    from trainforge.train.loop import Encoded
+
+    stream: list[int] = []
+    for ids in tokenizer(texts, add_special_tokens=True, verbose=False)["input_ids"]:
+        stream += ids
+    blocks = [stream[i : i + seq_len] for i in range(0, len(stream) - seq_len + 1, seq_len)]
+    return Encoded(blocks, [0] * len(blocks), token_labels=blocks)
+
+
+def run_pretrain(ctx) -> dict:
+    import torch
+
+    from trainforge.models.presets import build_causal_lm, count_parameters
+    from trainforge.models.tokenizer import special_ids, train_bpe
+    from trainforge.train.distributed import init
+    from trainforge.train.loop import evaluate, fit
+
+    cfg: PretrainConfig = ctx.section
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    general = corpus_texts(cfg)
+    in_domain, in_domain_val = [], []
+    if cfg.in_domain_epochs > 0:
+        if not ctx.path("data", "train.jsonl").is_file():
+            raise UserError(f"pretrain.in_domain_epochs={cfg.in_domain_epochs} needs {ctx.path('data', 'train.jsonl')}: "
+                            f"add a data: section, or set pretrain.in_domain_epochs=0")
+        in_domain = [r["text"] for r in read_jsonl(ctx.path("data", "train.jsonl"))]
+        if ctx.path("data", "val.jsonl").is_file():
+            in_domain_val = [r["text"] for r in read_jsonl(ctx.path("data", "val.jsonl"))]
+
+    out = ctx.path("pretrain")
+    shutil.rmtree(out, ignore_errors=True)
+    tokenizer = train_bpe(general + in_domain, cfg.tokenizer.vocab_size, cfg.tokenizer.min_frequency, cfg.seq_len, family="llama")
+    random.Random(ctx.config.seed).shuffle(general)
+    n_val = max(1, int(len(general) * cfg.val_share))
+    general_train, general_val = pack(tokenizer, general[n_val:], cfg.seq_len), pack(tokenizer, general[:n_val], cfg.seq_len)
+    if len(general_train) < 1:
+        raise UserError(f"pretrain.corpus: fewer tokens than one {cfg.seq_len}-token block; add text or lower pretrain.seq_len")
+
+    model = build_causal_lm(cfg.model, len(tokenizer), cfg.seq_len, cfg.dropout, special_ids(tokenizer))
+    n_params, _ = count_parameters(model)
+    console.print(f"          {cfg.model}: {n_params / 1e6:.2f}M parameters; general corpus {len(general_train):,} × {cfg.seq_len} "
+                  f"tokens ({len(general):,} documents), vocab {len(tokenizer):,}")
+    pad = tokenizer.pad_token_id
+    phases = {"general": fit(model, general_train, general_val, cfg, pad, ctx.config.seed,
+                             checkpoint_dir=ctx.path("checkpoints", "pretrain-general"), stage="pretrain")}
+    metrics = {"general_val_loss": phases["general"].best.get("val_loss", float("nan"))}
+
+    if in_domain:
+        dom_train = pack(tokenizer, in_domain, cfg.seq_len)
+        dom_val = pack(tokenizer, in_domain_val, cfg.seq_len) if in_domain_val else None
+        if dom_val is not None:
+            metrics["in_domain_val_loss_before"] = evaluate(model, dom_val, pad)["val_loss"]
+        dom_cfg = cfg.model_copy(update={"epochs": cfg.in_domain_epochs, "max_steps": None, "lr": cfg.in_domain_lr or cfg.lr})
+        console.print(f"          in-domain LM fine-tuning: {len(dom_train):,} × {cfg.seq_len} tokens from data/train.jsonl (labels unused)")
+        phases["in_domain"] = fit(model, dom_train, dom_val, dom_cfg, pad, ctx.config.seed + 1,
+                                  checkpoint_dir=ctx.path("checkpoints", "pretrain-in-domain"), stage="pretrain-in-domain")
+        if dom_val is not None:
+            metrics["in_domain_val_loss_after"] = phases["in_domain"].best.get("val_loss", float("nan"))
+
+    if init().is_main:
+        model.save_pretrained(out, safe_serialization=True)
+        tokenizer.save_pretrained(out)
+        state = {name: {"log_history": r.history, "eval_history": r.evals, "best": r.best, "steps": r.steps, "tokens": r.tokens,
+                        "seconds": round(r.seconds, 2), "tokens_per_second": round(r.tokens_per_second, 1)}
+                 for name, r in phases.items()}
+        (out / "pretrain_state.json").write_text(json.dumps({"parameters": n_params, "phases": state, "metrics": metrics}, indent=1))
+    metrics.update(
+        parameters=n_params,
+        tokens=sum(r.tokens for r in phases.values()),
+        seconds=round(sum(r.seconds for r in phases.values()), 2),
+        tokens_per_second=round(sum(r.tokens for r in phases.values()) / max(1e-9, sum(r.seconds for r in phases.values())), 1),
+    )
+    return {k: round(v, 5) if isinstance(v, float) else v for k, v in metrics.items()}
