@@ -52,7 +52,7 @@ class DriftConfig(Section):
     """PSI above this flags drift (0.1 slight, 0.2 significant is the usual reading)."""
     kl_threshold: float = Field(0.1, gt=0)
     """Smoothed KL(live || reference) above this flags drift."""
-    reference_size: int = Field(3000, gt=0)
+    reference_size: int = Field(1000, gt=0)
     """Training texts sampled for the reference profile."""
     check_every: int = Field(50, gt=0)
     """Recompute the drift scores after this many new inputs."""

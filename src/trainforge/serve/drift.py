@@ -16,7 +16,6 @@ A feature drifts when PSI > psi_threshold or KL > kl_threshold (config).
 
 from __future__ import annotations
 
-import math
 from collections import Counter, deque
 from dataclasses import dataclass
 
@@ -25,7 +24,6 @@ import numpy as np
 from trainforge.serve.config import DriftConfig
 
 HASH_FEATURES = 1024  # hashed n-gram space of the cluster embedding; centroids are k × this in the JSON
-OTHER = "\u0000other"
 
 
 def _embedder():
@@ -35,7 +33,7 @@ def _embedder():
 
 
 def build_profile(texts: list[str], predicted: list[str] | None, cfg: DriftConfig, seed: int = 0) -> dict:
-    """The reference histograms of `texts` (and of the model's predictions on them)."""
+    """The reference histograms of `texts` (and of the model's predictions on them), as JSON-ready dict."""
     from sklearn.cluster import KMeans
 
     if len(texts) < max(cfg.clusters * 5, 20):
@@ -43,65 +41,71 @@ def build_profile(texts: list[str], predicted: list[str] | None, cfg: DriftConfi
     lengths = np.array([len(t) for t in texts])
     edges = sorted(set(np.quantile(lengths, np.linspace(0, 1, cfg.length_bins + 1))[1:-1].round().tolist()))
     char_counts = Counter(c for t in texts for c in t)
-    vocab = [c for c, _ in char_counts.most_common(cfg.top_chars)]
     kmeans = KMeans(n_clusters=cfg.clusters, n_init=3, random_state=seed).fit(_embedder().transform(texts))
     profile = {
         "n": len(texts),
         "length_edges": edges,
-        "char_vocab": vocab,
+        "char_vocab": [c for c, _ in char_counts.most_common(cfg.top_chars)],
         "centroids": kmeans.cluster_centers_.round(5).tolist(),
         "labels": sorted(set(predicted)) if predicted else [],
     }
-    counts = FeatureCounts.of(profile, texts, predicted)
-    profile["histograms"] = counts.histograms()
+    profile["histograms"] = Bins(profile).count(texts, predicted).histograms()
     return profile
+
+
+class Bins:
+    """A profile's bins, ready to place texts in (arrays built once, not per input)."""
+
+    def __init__(self, profile: dict):
+        self.profile = profile
+        self.edges = np.asarray(profile["length_edges"])
+        self.char_index = {c: i for i, c in enumerate(profile["char_vocab"])}
+        self.centroids = np.asarray(profile["centroids"])  # (k, HASH_FEATURES)
+        self.labels = list(profile.get("labels") or [])
+        self.embedder = _embedder()
+
+    def of(self, texts: list[str]) -> list[tuple[int, Counter, int]]:
+        """(length bin, character-bin counts, cluster) per text."""
+        vecs = self.embedder.transform(texts)  # sparse (n, HASH_FEATURES), rows L2-normalised
+        # nearest centroid by squared distance: |c|² − 2 c·x (|x|² is the same for every centroid)
+        dist = (self.centroids ** 2).sum(1)[None, :] - 2 * np.asarray(vecs @ self.centroids.T)
+        clusters = dist.argmin(1)
+        other = len(self.char_index)
+        return [(int(np.searchsorted(self.edges, len(t), side="right")),
+                 Counter(self.char_index.get(c, other) for c in t), int(k)) for t, k in zip(texts, clusters)]
+
+    def empty(self) -> "FeatureCounts":
+        return FeatureCounts(np.zeros(len(self.edges) + 1), np.zeros(len(self.char_index) + 1),
+                             np.zeros(len(self.centroids)), np.zeros(len(self.labels)) if self.labels else None)
+
+    def count(self, texts: list[str], predicted: list[str] | None) -> "FeatureCounts":
+        counts = self.empty()
+        for bins in self.of(texts):
+            counts.add(bins, 1)
+        for label in predicted or []:
+            counts.add_label(self.labels, label, 1)
+        return counts
 
 
 @dataclass
 class FeatureCounts:
-    """Bin counts of each feature for a set of texts, in the profile's bins."""
+    """Bin counts of each feature for a set of texts."""
 
     length: np.ndarray
     chars: np.ndarray
     cluster: np.ndarray
     label: np.ndarray | None
 
-    @staticmethod
-    def bins_of(profile: dict, text: str) -> tuple[int, Counter, int]:
-        length_bin = int(np.searchsorted(profile["length_edges"], len(text), side="right"))
-        index = {c: i for i, c in enumerate(profile["char_vocab"])}
-        chars = Counter(index.get(c, len(index)) for c in text)
-        centroids = np.asarray(profile["centroids"])
-        vec = _embedder().transform([text]).toarray()[0]
-        cluster = int(((centroids - vec) ** 2).sum(1).argmin())
-        return length_bin, chars, cluster
-
-    @classmethod
-    def of(cls, profile: dict, texts: list[str], predicted: list[str] | None) -> "FeatureCounts":
-        counts = cls.empty(profile)
-        for t in texts:
-            counts.add(profile, cls.bins_of(profile, t), 1)
-        if predicted and counts.label is not None:
-            for p in predicted:
-                counts.add_label(profile, p, 1)
-        return counts
-
-    @classmethod
-    def empty(cls, profile: dict) -> "FeatureCounts":
-        labels = profile.get("labels") or []
-        return cls(np.zeros(len(profile["length_edges"]) + 1), np.zeros(len(profile["char_vocab"]) + 1),
-                   np.zeros(len(profile["centroids"])), np.zeros(len(labels)) if labels else None)
-
-    def add(self, profile: dict, bins: tuple[int, Counter, int], sign: int) -> None:
+    def add(self, bins: tuple[int, Counter, int], sign: int) -> None:
         length_bin, chars, cluster = bins
         self.length[length_bin] += sign
         for i, n in chars.items():
             self.chars[i] += sign * n
         self.cluster[cluster] += sign
 
-    def add_label(self, profile: dict, label: str, sign: int) -> None:
-        if self.label is not None and label in profile["labels"]:
-            self.label[profile["labels"].index(label)] += sign
+    def add_label(self, labels: list[str], label: str, sign: int) -> None:
+        if self.label is not None and label in labels:
+            self.label[labels.index(label)] += sign
 
     def histograms(self) -> dict[str, list[float]]:
         out = {"length": self.length.tolist(), "chars": self.chars.tolist(), "cluster": self.cluster.tolist()}
@@ -137,7 +141,8 @@ class DriftWindow:
 
     def __init__(self, profile: dict, cfg: DriftConfig):
         self.profile, self.cfg = profile, cfg
-        self.counts = FeatureCounts.empty(profile)
+        self.bins = Bins(profile)
+        self.counts = self.bins.empty()
         self._items: deque = deque()
         self._since_check = 0
         self.last: dict[str, dict] = {}
@@ -147,15 +152,16 @@ class DriftWindow:
 
     def observe(self, text: str, label: str | None = None) -> dict[str, dict] | None:
         """Add one input; returns fresh scores every `check_every` inputs once `min_samples` are in."""
-        bins = FeatureCounts.bins_of(self.profile, text)
-        self.counts.add(self.profile, bins, 1)
-        self.counts.add_label(self.profile, label, 1) if label is not None else None
+        bins = self.bins.of([text])[0]
+        self.counts.add(bins, 1)
+        if label is not None:
+            self.counts.add_label(self.bins.labels, label, 1)
         self._items.append((bins, label))
         if len(self._items) > self.cfg.window:
             old_bins, old_label = self._items.popleft()
-            self.counts.add(self.profile, old_bins, -1)
+            self.counts.add(old_bins, -1)
             if old_label is not None:
-                self.counts.add_label(self.profile, old_label, -1)
+                self.counts.add_label(self.bins.labels, old_label, -1)
         self._since_check += 1
         if len(self._items) < self.cfg.min_samples or self._since_check < self.cfg.check_every:
             return None
@@ -166,11 +172,7 @@ class DriftWindow:
 
 def compare_texts(profile: dict, texts: list[str], predicted: list[str] | None, cfg: DriftConfig) -> dict:
     """Offline: a whole file of inputs against the profile (no window)."""
-    scores = score(profile, FeatureCounts.of(profile, texts, predicted), cfg)
+    scores = score(profile, Bins(profile).count(texts, predicted), cfg)
     return {"n": len(texts), "reference_n": profile["n"], "psi_threshold": cfg.psi_threshold,
             "kl_threshold": cfg.kl_threshold, "features": scores,
             "drifted": sorted(f for f, s in scores.items() if s["drifted"])}
-
-
-def finite(x: float) -> float:
-    return x if math.isfinite(x) else 0.0

@@ -50,7 +50,12 @@ class ClassifierEngine:
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True).eval()
+        if (path / "trainforge_compression.json").is_file():  # a compress/ variant (int8, pruned): its own loader
+            from trainforge.compress.load import load_variant
+
+            model = load_variant(path)
+        else:
+            model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True).eval()
         tokenizer = AutoTokenizer.from_pretrained(path)
         if tokenizer.pad_token_id is None:  # decoder classifiers often ship without a pad token
             tokenizer.pad_token = tokenizer.eos_token
@@ -61,7 +66,7 @@ class ClassifierEngine:
         return cls(model, tokenizer, [id2label[i] for i in sorted(id2label)], limit)
 
     def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, truncation=False)["input_ids"])
+        return len(self.tokenizer(text, truncation=False, verbose=False)["input_ids"])
 
     def classify(self, texts: list[str]) -> list[dict[str, float]]:
         """One {label: probability} per text, in one padded forward pass."""
