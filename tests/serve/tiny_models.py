@@ -46,7 +46,7 @@ def build_tiny_llama(path: Path, hidden: int = 64, layers: int = 2, heads: int =
     tokenizer.chat_template = CHAT_TEMPLATE
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=hidden * 4,
                          num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,
-                         max_position_embeddings=512, pad_token_id=tokenizer.pad_token_id,
+                         max_position_embeddings=512, initializer_range=0.2, pad_token_id=tokenizer.pad_token_id,
                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
     model = LlamaForCausalLM(config).eval()
     model.save_pretrained(path, safe_serialization=True)

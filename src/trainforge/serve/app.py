@@ -174,7 +174,7 @@ def create_app(state: ServerState):
         state.observe_input(served, text, label)
         rid = f"{'chatcmpl' if obj == 'chat.completion' else 'cmpl'}-{uuid.uuid4().hex}"
         state.remember_answer(rid, served, label)
-        return respond(body, obj, rid, served, [("token", label), ("done", "stop", 1)], tokens)
+        return respond(body, obj, rid, served, [("token", label, 1), ("done", "stop", 1)], tokens)
 
     async def answer_generated(served, body, obj, text, messages, budget, t0):
         engine = served.engine
@@ -207,7 +207,7 @@ def create_app(state: ServerState):
             while True:
                 event = await events.get()
                 now = time.perf_counter()
-                if event[0] == "token":
+                if event[0] == "token" and event[2]:
                     hist = state.metrics.ttft if last is None else state.metrics.itl
                     hist.labels(*labels).observe(now - (t0 if last is None else last))
                     last = now

@@ -39,7 +39,8 @@ class GenRequest:
     seed: int | None = None
     stop: list[str] = field(default_factory=list)
     emit: Callable[[tuple], None] = lambda event: None
-    """Receives ("token", text_delta), then ("done", finish_reason, n_generated) or ("error", exc)."""
+    """Receives ("token", text_delta, new_tokens) — new_tokens 0 for a final flush of held-back text —
+    then ("done", finish_reason, n_generated) or ("error", exc)."""
     cancelled: bool = False
 
 
@@ -167,11 +168,12 @@ class _Row:
         text = self.engine.decode(self.ids)
         cut = min((i for i in (text.find(s) for s in self.req.stop if s) if i >= 0), default=-1)
         if cut >= 0:
+            self.req.emit(("token", "", 1))
             return self.finish("stop", text[:cut])
         safe = len(text) - self.hold
         while safe > self.sent and text[safe - 1] == "\ufffd":  # an unfinished multi-byte character
             safe -= 1
-        self.req.emit(("token", text[self.sent : safe] if safe > self.sent else ""))
+        self.req.emit(("token", text[self.sent : safe] if safe > self.sent else "", 1))
         self.sent = max(self.sent, safe)
         if len(self.ids) >= self.req.max_tokens:
             self.finish("length")
@@ -179,7 +181,7 @@ class _Row:
     def finish(self, reason: str, text: str | None = None) -> None:
         text = self.engine.decode(self.ids) if text is None else text
         if len(text) > self.sent:
-            self.req.emit(("token", text[self.sent :]))
+            self.req.emit(("token", text[self.sent :], 0))
         self.done = True
         self.req.emit(("done", reason, len(self.ids)))
 

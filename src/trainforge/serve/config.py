@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
+
 from pydantic import Field
+
+# `register:` is the section's name in every config; pydantic notes that it shadows ABCMeta.register,
+# which only exists on the class (cfg.register on an instance is the field), so the note is noise.
+warnings.filterwarnings("ignore", message='Field name "register" in "Config" shadows')
 
 from trainforge.section import Section
 
