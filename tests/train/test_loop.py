@@ -1,0 +1,93 @@
+"""The loop's guards and knobs: non-finite losses, accumulation, memory fitting, early stopping, precision."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.train.conftest import PAD, make_classification, make_lm
+from trainforge.train.config import LoopConfig
+from trainforge.train.loop import NonFiniteLoss, evaluate, fit
+
+
+def _cfg(**kw) -> LoopConfig:
+    base = dict(max_steps=12, batch_size=16, lr=1e-2, weight_decay=0.01, eval_every=1000, log_every=1000,
+                schedule={"warmup_ratio": 0.0, "decay": "constant"})
+    base.update(kw)
+    return LoopConfig(**base)
+
+
+class _PoisonLoss:
+    """Forward hook: a NaN loss on the listed calls (counted from 0), a normal one otherwise."""
+
+    def __init__(self, bad_calls):
+        self.bad, self.calls = set(bad_calls), 0
+
+    def __call__(self, module, args, output):
+        if self.calls in self.bad:
+            output.loss = output.loss * float("nan")
+        self.calls += 1
+        return output
+
+
+def test_nonfinite_loss_is_skipped_and_counted(llama_classifier):
+    llama_classifier.register_forward_hook(_PoisonLoss({2, 5}))
+    before = {n: p.detach().clone() for n, p in llama_classifier.named_parameters()}
+    result = fit(llama_classifier, make_classification(), None, _cfg(max_steps=8), PAD, seed=0)
+    assert result.nonfinite_skipped == 2
+    assert len(result.history) == 6  # the two poisoned steps left no update and no history row
+    assert all(torch.isfinite(p).all() for p in llama_classifier.parameters())
+    assert any(not torch.equal(before[n], p) for n, p in llama_classifier.named_parameters())
+
+
+def test_nonfinite_loss_stops_after_k_in_a_row_with_a_clear_message(llama_classifier):
+    llama_classifier.register_forward_hook(_PoisonLoss(range(3, 100)))
+    with pytest.raises(NonFiniteLoss, match=r"NaN/inf for 3 steps in a row.*Lower train.lr"):
+        fit(llama_classifier, make_classification(), None, _cfg(max_steps=20, max_nonfinite=3), PAD, seed=0)
+
+
+def test_gradient_accumulation_matches_one_big_batch(llama_classifier):
+    import copy
+
+    other = copy.deepcopy(llama_classifier)
+    data = make_classification()
+    fit(llama_classifier, data, None, _cfg(max_steps=4), PAD, seed=0)
+    result = fit(other, data, None, _cfg(max_steps=4, grad_accum=4), PAD, seed=0)
+    assert result.micro_batch == 4 and result.grad_accum == 4
+    for (n, a), (_, b) in zip(llama_classifier.named_parameters(), other.named_parameters()):
+        assert torch.allclose(a, b, atol=1e-5), n
+
+
+def test_memory_estimate_lowers_the_micro_batch_and_raises_accumulation(llama_classifier):
+    result = fit(llama_classifier, make_classification(), None, _cfg(max_steps=2, memory_limit_gb=1e-4), PAD, seed=0)
+    assert result.micro_batch < 16 and result.micro_batch * result.grad_accum == 16
+
+
+def test_memory_estimate_parts(llama_lm):
+    from trainforge.train.memory import estimate
+
+    n = sum(p.numel() for p in llama_lm.parameters())
+    est = estimate(llama_lm, micro_batch=4, seq_len=16, precision="fp32", lm_head=True)
+    assert (est.weights, est.gradients, est.optimizer) == (4 * n, 4 * n, 8 * n)
+    assert est.activations > 4 * 16 * 40 * 4  # at least the logits
+    for p in llama_lm.parameters():
+        p.requires_grad_(False)
+    assert estimate(llama_lm, 4, 16, "bf16", True).optimizer == 0
+
+
+def test_early_stopping_keeps_the_best_weights(llama_classifier):
+    data = make_classification()
+    result = fit(llama_classifier, data, data, _cfg(max_steps=60, eval_every=2, early_stopping=2, lr=3e-2), PAD, seed=0)
+    best = result.best["val_accuracy"]
+    assert best == max(e["val_accuracy"] for e in result.evals)
+    assert result.stopped_early and result.steps < 60
+    assert evaluate(llama_classifier, data, PAD)["val_accuracy"] == pytest.approx(best)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_trains(llama_lm, precision):
+    data = make_lm()
+    result = fit(llama_lm, data, data, _cfg(max_steps=15, precision=precision, batch_size=8), PAD, seed=0)
+    assert result.nonfinite_skipped == 0
+    assert result.history[-1]["loss"] < result.history[0]["loss"]
+    assert "val_perplexity" in result.evals[-1]
