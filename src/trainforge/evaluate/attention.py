@@ -1,0 +1,115 @@
+"""Attention maps per layer and head, and attention rollout, for a few examples.
+
+Works for BERT-style encoders and Llama-style decoders with a classification head alike: the model
+is loaded through AutoModelForSequenceClassification with attn_implementation="eager", because the
+fused SDPA/flash kernels never materialise the (T, T) attention matrix and return none.
+
+Rollout (Abnar & Zuidema, 2020): average the heads of each layer, add the residual path
+(0.5·A + 0.5·I), renormalise rows, and multiply the layers: R = Â_L · … · Â_1. Row q of R is how
+much each input token flows into position q at the top, where q is the token the classification
+head reads ([CLS] at 0 for an encoder, the last token for a decoder).
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+
+from trainforge.evaluate.plots import plot_attention_heads, plot_rollout
+
+MAX_LAYERS_SHOWN = 4  # a 24-layer model gets first, two middle and last: a grid a person can read
+MAX_HEADS_SHOWN = 6
+
+
+def load_eager_classifier(model_dir: Path):
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, attn_implementation="eager")
+    return model.eval()
+
+
+def classifier_position(model, n_tokens: int) -> int:
+    """Decoder classifiers (Llama, GPT-2, Qwen: a `score` head) read the last token; encoders read 0."""
+    return n_tokens - 1 if hasattr(model, "score") else 0
+
+
+def token_strings(tokenizer, text: str, max_tokens: int) -> tuple[list[int], list[str]]:
+    """Token ids and, per token, the exact span of text it covers (readable for byte-level BPE,
+    whose raw tokens look like 'ä¸Ń'); special tokens keep their own name."""
+    enc = tokenizer(text, truncation=True, max_length=max_tokens, return_offsets_mapping=True)
+    ids = enc["input_ids"]
+    raw = tokenizer.convert_ids_to_tokens(ids)
+    special = set(tokenizer.all_special_ids)
+    tokens = []
+    for tid, (start, end), r in zip(ids, enc["offset_mapping"], raw):
+        piece = text[start:end].strip() if end > start and tid not in special else r
+        tokens.append(piece or "␣")
+    return ids, tokens
+
+
+def attention_maps(model, ids: list[int]) -> np.ndarray:
+    """(L, H, T, T) attention probabilities for one unpadded example."""
+    import torch
+
+    with torch.no_grad():
+        out = model(input_ids=torch.tensor([ids]), output_attentions=True)
+    if not out.attentions or out.attentions[0] is None:
+        raise RuntimeError(f"{type(model).__name__} returned no attentions (load it with attn_implementation='eager')")
+    return torch.stack([a[0].float() for a in out.attentions]).numpy()
+
+
+def attention_rollout(attn: np.ndarray) -> np.ndarray:
+    """(T, T) rollout from (L, H, T, T) attentions."""
+    t = attn.shape[-1]
+    rollout = np.eye(t)
+    for layer in attn:
+        a = 0.5 * layer.mean(0) + 0.5 * np.eye(t)
+        a = a / a.sum(-1, keepdims=True)
+        rollout = a @ rollout
+    return rollout
+
+
+def shown_layers(n_layers: int) -> list[int]:
+    if n_layers <= MAX_LAYERS_SHOWN:
+        return list(range(n_layers))
+    return sorted({0, n_layers // 3, 2 * n_layers // 3, n_layers - 1})
+
+
+def pick_examples(rows: list[dict], lengths: list[int], ids: list[str], n: int, max_tokens: int, seed: int) -> list[int]:
+    """Indices: the requested ids first, then `n` sampled among examples that fit on the axes."""
+    by_id = {r["id"]: i for i, r in enumerate(rows)}
+    chosen = [by_id[i] for i in ids if i in by_id]
+    fitting = [i for i, n_tok in enumerate(lengths) if 6 <= n_tok <= max_tokens and i not in chosen]
+    pool = fitting or [i for i in range(len(rows)) if i not in chosen]
+    chosen += random.Random(seed).sample(pool, min(n, len(pool)))
+    return chosen
+
+
+def draw_attention(model, tokenizer, rows: list[dict], labels: list[str], probs: np.ndarray, indices: list[int],
+                   max_tokens: int, out_dir: Path) -> list[dict]:
+    """For each example: attention/<n>_heads.png and attention/<n>_rollout.png; returns their index."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    drawn = []
+    for n, i in enumerate(indices):
+        row = rows[i]
+        ids, tokens = token_strings(tokenizer, row["text"], max_tokens)
+        attn = attention_maps(model, ids)
+        layers = shown_layers(attn.shape[0])
+        heads = attn[layers][:, :MAX_HEADS_SHOWN]
+        rollout = attention_rollout(attn)
+        query = classifier_position(model, len(ids))
+        pred = labels[int(probs[i].argmax())]
+        title = f"{row['id']} · label {row['label']} · predicted {pred} ({probs[i].max():.2f})"
+        heads_png, rollout_png = out_dir / f"{n:02d}_heads.png", out_dir / f"{n:02d}_rollout.png"
+        plot_attention_heads(heads, layers, tokens, title, heads_png)
+        plot_rollout(rollout, tokens, query, title, rollout_png)
+        order = np.argsort(-rollout[query])
+        drawn.append({
+            "id": row["id"], "text": row["text"][:200], "label": row["label"], "pred": pred,
+            "tokens": tokens, "layers_shown": layers, "heads_shown": int(heads.shape[1]),
+            "top_rollout_tokens": [[tokens[j], round(float(rollout[query, j]), 4)] for j in order[:5]],
+            "heads_png": heads_png.name, "rollout_png": rollout_png.name,
+        })
+    return drawn
