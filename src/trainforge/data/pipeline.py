@@ -1,0 +1,322 @@
+"""The curation pipeline: one definition, any executor, a funnel that reconciles.
+
+    read ──▶ normalise ──▶ filters… ──▶ quality (percentile) ──▶ exact dedup ──▶ near dedup ──▶ [decontaminate]
+    │         └──────── per shard, in parallel ───────┘                          │ signatures per shard,
+    quarantine/                                                                   │ LSH + union-find global
+              every drop → rejected/<reason>.jsonl, counted by step and reason
+
+Per-document work (normalise, filters, quality scores, MinHash signatures) runs over shards on the
+executor; the global decisions (percentile cut, exact and near dedup, which copy survives) are made
+once in this process over the whole corpus, so shards never hide a duplicate from each other and the
+kept set does not depend on the number of workers.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from trainforge.data import bloom as B
+from trainforge.data import minhash as M
+from trainforge.data.config import DataConfig, FilterSpec, NormalizeConfig
+from trainforge.data.executor import shard
+from trainforge.data.io import Quarantined, Record
+from trainforge.data.quality import percentile_cut, reference_lm
+from trainforge.errors import UserError
+
+# --------------------------------------------------------------------------- per-shard work (runs in workers)
+
+
+@dataclass
+class ShardJob:
+    texts: list[str]
+    normalize: NormalizeConfig
+    filters: list[FilterSpec]
+
+
+@dataclass
+class ShardResult:
+    texts: list[str]
+    """Normalised texts (all documents, dropped ones too)."""
+    dropped: list[tuple[str, str] | None]
+    """(step, reason) for a dropped document, None for a survivor."""
+    scores: list[float | None]
+    """Quality perplexity for survivors when a quality filter is configured."""
+    changed: Counter
+    pii: Counter
+    seconds: Counter
+
+
+def clean_shard(job: ShardJob) -> ShardResult:
+    from trainforge.data.filters import build_filters
+    from trainforge.data.normalize import Normalizer
+
+    seconds: Counter = Counter()
+    t0 = time.perf_counter()
+    norm = Normalizer(job.normalize)
+    texts = [norm(t) for t in job.texts]
+    seconds["normalize"] += time.perf_counter() - t0
+    # whitespace/control-only text becomes empty here: dropped, counted, never passed on
+    dropped: list[tuple[str, str] | None] = [None if t else ("normalize", "empty_after_normalization") for t in texts]
+    for f in build_filters(job.filters):
+        t0 = time.perf_counter()
+        for i, t in enumerate(texts):
+            if dropped[i] is None:
+                r = f.reason(t)
+                if r:
+                    dropped[i] = (f"filter_{f.name}", r)
+        seconds[f"filter_{f.name}"] += time.perf_counter() - t0
+    scores: list[float | None] = [None] * len(texts)
+    quality = next((s.quality for s in job.filters if s.quality is not None), None)
+    if quality is not None:
+        t0 = time.perf_counter()
+        lm = reference_lm(quality.reference)
+        alive = [i for i, d in enumerate(dropped) if d is None]
+        for i, ppl in zip(alive, lm.perplexities([texts[i] for i in alive]).tolist()):
+            scores[i] = ppl
+        seconds["filter_quality"] += time.perf_counter() - t0
+    return ShardResult(texts, dropped, scores, norm.changed, norm.pii, seconds)
+
+
+def signature_shard(args: tuple[list[str], M.MinHashParams]) -> np.ndarray:
+    texts, params = args
+    return M.signatures(texts, params)
+
+
+# --------------------------------------------------------------------------- the funnel
+
+
+def nbytes(texts: Iterable[str]) -> int:
+    return sum(len(t.encode("utf-8")) for t in texts)
+
+
+class Funnel:
+    """Counts per step; drops go to rejected/<reason>.jsonl as they happen; three sampled examples per reason."""
+
+    def __init__(self, out: Path, seed: int):
+        self.out = out
+        self.steps: dict[str, dict] = {}
+        self.dropped: Counter = Counter()
+        self.samples: dict[str, list[str]] = {}
+        self.rng = random.Random(seed)
+        self._files: dict[str, object] = {}
+        (out / "rejected").mkdir(parents=True, exist_ok=True)
+
+    def step(self, name: str, texts_in: list[str], texts_out: list[str], seconds: float, dropped: Counter, **extra) -> None:
+        self.steps[name] = {"docs_in": len(texts_in), "docs_out": len(texts_out), "bytes_in": nbytes(texts_in),
+                            "bytes_out": nbytes(texts_out), "dropped": dict(dropped), "seconds": round(seconds, 3), **extra}
+
+    def drop(self, record: Record, reason: str, step: str) -> None:
+        import json
+
+        n = self.dropped[reason] = self.dropped[reason] + 1
+        # reservoir sampling: each dropped document of a reason is equally likely to be an example
+        sample = self.samples.setdefault(reason, [])
+        if len(sample) < 3:
+            sample.append(record.text[:300])
+        elif (j := self.rng.randrange(n)) < 3:
+            sample[j] = record.text[:300]
+        f = self._files.get(reason)
+        if f is None:
+            f = self._files[reason] = open(self.out / "rejected" / f"{reason}.jsonl", "w", encoding="utf-8", errors="replace")
+        f.write(json.dumps({**record.to_json(), "line": record.line, "step": step, "reason": reason}, ensure_ascii=False, default=str) + "\n")
+
+    def close(self) -> None:
+        for f in self._files.values():
+            f.close()
+
+    def stats(self, read: int, kept: int, quarantined: int, **extra) -> dict:
+        self.close()
+        if read != kept + quarantined + sum(self.dropped.values()):
+            raise AssertionError(f"data funnel does not reconcile: read {read} != kept {kept} + quarantined {quarantined} "
+                                 f"+ dropped {sum(self.dropped.values())}")  # our bug, never the user's
+        return {"read": read, "kept": kept, "quarantined": quarantined, "dropped": dict(self.dropped),
+                "steps": self.steps, "examples": self.samples, **extra}
+
+
+# --------------------------------------------------------------------------- the pipeline
+
+
+@dataclass
+class Curated:
+    records: list[Record]
+    read: int
+    quarantined: int
+    scores: dict[int, float] = field(default_factory=dict)
+
+
+def read_all(items: Iterable, funnel: Funnel, out: Path, progress=None) -> Curated:
+    """Stream the sources; quarantined entries go straight to quarantine/records.jsonl."""
+    import json
+
+    t0 = time.perf_counter()
+    records: list[Record] = []
+    reasons: Counter = Counter()
+    (out / "quarantine").mkdir(parents=True, exist_ok=True)
+    with open(out / "quarantine" / "records.jsonl", "w", encoding="utf-8", errors="replace") as qf:
+        for item in items:
+            if progress is not None:
+                progress.advance()
+            if isinstance(item, Quarantined):
+                reasons[item.reason] += 1
+                qf.write(json.dumps(item.to_json(), ensure_ascii=False) + "\n")
+            else:
+                records.append(item)
+    n_q = sum(reasons.values())
+    funnel.steps["read"] = {"docs_in": len(records) + n_q, "docs_out": len(records), "bytes_in": None,
+                            "bytes_out": nbytes(r.text for r in records), "quarantined": n_q,
+                            "quarantine_reasons": dict(reasons), "seconds": round(time.perf_counter() - t0, 3)}
+    return Curated(records, len(records) + n_q, n_q)
+
+
+def _n_shards(executor, n: int) -> int:
+    return 1 if executor.workers == 1 else max(executor.workers * 4, math.ceil(n / 50_000))
+
+
+def clean(cur: Curated, cfg: DataConfig, funnel: Funnel, executor) -> Curated:
+    """Normalise and filter (per shard), then the quality filter's percentile cut (global)."""
+    quality_at = [i for i, s in enumerate(cfg.filters) if s.quality is not None]
+    if quality_at and quality_at != [len(cfg.filters) - 1]:
+        raise UserError("data.filters: the quality filter must be the last one (its percentile is over what the others kept)")
+    records = cur.records
+    raw = [r.text for r in records]
+    jobs = [ShardJob(list(part), cfg.normalize, cfg.filters) for part in shard(raw, _n_shards(executor, len(raw)))]
+    results = executor.map(clean_shard, jobs)
+    texts = [t for res in results for t in res.texts]
+    dropped = [d for res in results for d in res.dropped]
+    scores = [s for res in results for s in res.scores]
+    seconds = sum((res.seconds for res in results), Counter())
+    changed = sum((res.changed for res in results), Counter())
+    pii = sum((res.pii for res in results), Counter())
+    for r, t in zip(records, texts):
+        r.text = t
+    alive, empty = [], Counter()
+    for i, d in enumerate(dropped):
+        if d is not None and d[0] == "normalize":
+            empty[d[1]] += 1
+            funnel.drop(records[i], d[1], "normalize")
+        else:
+            alive.append(i)
+    funnel.step("normalize", raw, [texts[i] for i in alive], seconds["normalize"], empty, changed=dict(changed), pii_masked=dict(pii))
+
+    for spec in cfg.filters:
+        name = f"filter_{spec.name}"
+        before = [records[i].text for i in alive]
+        reasons: Counter = Counter()
+        survivors = []
+        if spec.quality is not None:
+            cut = percentile_cut([scores[i] for i in alive], spec.quality.drop_percentile)
+            for i in alive:
+                if scores[i] > cut:
+                    dropped[i] = (name, "low_quality")
+        for i in alive:
+            if dropped[i] is not None and dropped[i][0] == name:
+                reasons[dropped[i][1]] += 1
+                funnel.drop(records[i], dropped[i][1], name)
+            else:
+                survivors.append(i)
+        extra = {"threshold_perplexity": round(cut, 2)} if spec.quality is not None and math.isfinite(cut) else {}
+        funnel.step(name, before, [records[i].text for i in survivors], seconds[name], reasons, **extra)
+        alive = survivors
+    return Curated([records[i] for i in alive], cur.read, cur.quarantined,
+                   {k: scores[i] for k, i in enumerate(alive) if scores[i] is not None})
+
+
+def dedup_exact(cur: Curated, cfg: DataConfig, funnel: Funnel) -> Curated:
+    d = cfg.dedup
+    if d.exact == "off":
+        return cur
+    t0 = time.perf_counter()
+    records = cur.records
+    digests = [B.digest(r.text) for r in records]
+    extra: dict = {"mode": d.exact}
+    if d.exact == "bloom":
+        path = Path(d.bloom_path) if d.bloom_path else None
+        store = B.BloomFilter.open_or_create(path, d.bloom_capacity or max(len(records), 1), d.bloom_fp)
+        seen_before_run = store.inserted
+    else:
+        store = B.ExactHashSet()
+    dup = store.seen_before(digests)
+    labels: dict[bytes, set] = {}
+    if d.drop_label_conflicts and any(r.label is not None for r in records):
+        for r, h in zip(records, digests):
+            labels.setdefault(h, set()).add(r.label)
+    kept, kept_idx, reasons = [], [], Counter()
+    for k, (r, h, is_dup) in enumerate(zip(records, digests, dup)):
+        reason = "exact_duplicate" if is_dup else ("label_conflict" if len(labels.get(h, ())) > 1 else None)
+        if reason:
+            reasons[reason] += 1
+            funnel.drop(r, reason, "dedup_exact")
+        else:
+            kept.append(r)
+            kept_idx.append(k)
+    if d.exact == "bloom":
+        extra["bloom"] = {"bits": store.m, "bytes": store.nbytes, "hashes": store.k, "capacity": store.capacity,
+                          "optimal_bytes": math.ceil(-store.capacity * math.log(d.bloom_fp) / math.log(2) ** 2 / 8),
+                          "fp_target": d.bloom_fp, "fp_expected": store.expected_fp_rate(),
+                          "fp_measured": store.measured_fp_rate(), "inserted_before_this_run": seen_before_run,
+                          "inserted": store.inserted, "path": str(path) if path else None}
+        if path is not None:
+            store.save(path)
+    funnel.step("dedup_exact", [r.text for r in records], [r.text for r in kept], time.perf_counter() - t0, reasons, **extra)
+    scores = {n: cur.scores[k] for n, k in enumerate(kept_idx) if k in cur.scores}
+    return Curated(kept, cur.read, cur.quarantined, scores)
+
+
+def dedup_near(cur: Curated, cfg: DataConfig, funnel: Funnel, executor, log=print) -> Curated:
+    d = cfg.dedup
+    if d.near is None:
+        return cur
+    if not 0 < d.near <= 1:
+        raise UserError(f"data.dedup.near: a Jaccard threshold in (0, 1], got {d.near}")
+    t0 = time.perf_counter()
+    texts = [r.text for r in cur.records]
+    params = M.MinHashParams(num_perm=d.num_perm, ngram=d.ngram)
+    parts = shard(texts, _n_shards(executor, len(texts)))
+    sigs = np.concatenate(executor.map(signature_shard, [(list(p), params) for p in parts])) if texts else np.empty((0, d.num_perm), np.uint32)
+    bands, rows = M.choose_bands_rows(d.near, d.num_perm)
+    curve = M.s_curve(bands, rows)
+    log(f"near-dup: threshold {d.near}, {bands} bands × {rows} rows; P(candidate | Jaccard) = "
+        + ", ".join(f"{j}: {p:.3f}" for j, p in curve.items()))
+    clusters, info = M.near_duplicate_clusters(texts, sigs, d.near, bands, rows, d.ngram)
+    if d.keep == "quality" and not cur.scores:
+        raise UserError("data.dedup.keep: 'quality' needs a quality filter in data.filters")
+    scores = [-cur.scores.get(i, math.inf) for i in range(len(texts))]  # lower perplexity is better
+    drop = set()
+    for c in clusters:
+        survivor = M.keep_one(c, d.keep, texts, scores)
+        drop.update(i for i in c if i != survivor)
+    kept, kept_idx, reasons = [], [], Counter()
+    for i, r in enumerate(cur.records):
+        if i in drop:
+            reasons["near_duplicate"] += 1
+            funnel.drop(r, "near_duplicate", "dedup_near")
+        else:
+            kept.append(r)
+            kept_idx.append(i)
+    funnel.step("dedup_near", texts, [r.text for r in kept], time.perf_counter() - t0, reasons,
+                threshold=d.near, bands=bands, rows=rows, s_curve=curve, **info)
+    return Curated(kept, cur.read, cur.quarantined, {n: cur.scores[k] for n, k in enumerate(kept_idx) if k in cur.scores})
+
+
+def decontaminate(records: list[Record], reference: list[str], n: int, funnel: Funnel, step: str = "decontaminate") -> list[Record]:
+    from trainforge.data.decontaminate import contaminated
+
+    t0 = time.perf_counter()
+    hit = contaminated([r.text for r in records], reference, n)
+    kept = []
+    for r, h in zip(records, hit):
+        if h:
+            funnel.drop(r, "contaminated", step)
+        else:
+            kept.append(r)
+    funnel.step(step, [r.text for r in records], [r.text for r in kept], time.perf_counter() - t0,
+                Counter({"contaminated": int(hit.sum())}) if hit.any() else Counter(), ngram=n, reference_docs=len(reference))
+    return kept
