@@ -41,16 +41,20 @@ class Stage:
     """Run-directory paths it reads (files or folders)."""
     writes: tuple[str, ...]
     """Run-directory paths it writes (files or folders)."""
+    reads_if_present: tuple[str, ...] = ()
+    """Paths it reads when an earlier optional stage wrote them (e.g. pretrain/); hashed when present."""
 
 
 STAGES: tuple[Stage, ...] = (
     Stage("data", "trainforge.data.stage:run_data", reads=(), writes=("data",)),
-    Stage("pretrain", "trainforge.train.pretrain:run_pretrain", reads=(), writes=("pretrain",)),
+    Stage("pretrain", "trainforge.train.pretrain:run_pretrain", reads=(), writes=("pretrain",),
+          reads_if_present=("data/train.jsonl",)),
     Stage(
         "train",
         "trainforge.train.stage:run_train",
         reads=("data/train.jsonl", "data/val.jsonl"),
         writes=("tokenizer", "model", "adapter"),
+        reads_if_present=("pretrain",),
     ),
     Stage(
         "eval",
@@ -238,7 +242,7 @@ def run_pipeline(cfg: Config, force: tuple[str, ...] = (), only: tuple[str, ...]
                     f"stage '{stage.name}' needs {', '.join(missing)} in {run_dir}/ — enable the stage "
                     f"that writes it in the config, or run it first"
                 )
-            inputs = hash_paths(run_dir, stage.reads)
+            inputs = hash_paths(run_dir, stage.reads + stage.reads_if_present)
             key = stage_key(cfg, stage, prev_key, inputs)
             rec = stages_rec.get(stage.name, {})
             if stage.name not in force and _is_fresh(rec, key, run_dir):
