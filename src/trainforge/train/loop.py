@@ -202,15 +202,20 @@ def fit(model: torch.nn.Module, train: Encoded, val: Encoded | None, cfg: LoopCo
 
     if groups is None:
         groups = [([(n, p) for n, p in model.named_parameters() if p.requires_grad], 1.0)]
+    if unfreeze is not None:
+        unfreeze.apply(0)
+    net = distributed.wrap(model, dist, cfg.distributed)
+    if dist.active and cfg.distributed == "fsdp":  # fully_shard swapped every parameter for a sharded one
+        if unfreeze is not None:
+            raise UserError(f"{stage}.distributed=fsdp cannot change the trainable set mid-run; use method full/freeze/lora with FSDP")
+        by_name = dict(model.named_parameters())
+        groups = [([(n, by_name[n]) for n, _ in named], scale) for named, scale in groups]
     tracked = {n: p for named, _ in groups for n, p in named}  # every parameter that may change
     optimizer = torch.optim.AdamW(param_groups(groups, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas, eps=1e-8)
     autocast = (torch.autocast("cpu" if not torch.cuda.is_available() else "cuda",
                                dtype=torch.bfloat16 if cfg.precision == "bf16" else torch.float16)
                 if cfg.precision != "fp32" else contextlib.nullcontext())
     scaler = torch.amp.GradScaler("cuda" if torch.cuda.is_available() else "cpu") if cfg.precision == "fp16" else None
-    if unfreeze is not None:
-        unfreeze.apply(0)
-    net = distributed.wrap(model, dist, cfg.distributed)
     if cfg.compile:
         net = torch.compile(net)
 
@@ -254,6 +259,7 @@ def fit(model: torch.nn.Module, train: Encoded, val: Encoded | None, cfg: LoopCo
     log_curves = dist.is_main and mlflow is not None and mlflow.active_run() is not None
     t_start = time.perf_counter() - result.seconds  # a resumed run keeps counting its earlier seconds
     t_loop, tokens_at_start = time.perf_counter(), result.tokens
+    log_line_every = max(1, total // 10) if not console.is_terminal else total + 1
 
     # ---- the loop
     with progress_bar(stage, total=total, unit="steps") as bar:
@@ -309,9 +315,14 @@ def fit(model: torch.nn.Module, train: Encoded, val: Encoded | None, cfg: LoopCo
             result.steps = step + 1
             result.history.append({"step": step + 1, "loss": round(loss_sum, 5), "lr": lr})
             bar.advance()
-            if (step + 1) % cfg.log_every == 0:
-                tps = (result.tokens - tokens_at_start) / max(1e-9, time.perf_counter() - t_loop)
+            if (step + 1) % cfg.log_every == 0 or (step + 1) % log_line_every == 0:
+                elapsed = time.perf_counter() - t_loop
+                tps = (result.tokens - tokens_at_start) / max(1e-9, elapsed)
                 bar.note(f"loss {loss_sum:.3f}  lr {lr:.2e}  {tps:,.0f} tok/s")
+                if (step + 1) % log_line_every == 0 and dist.is_main:  # no live bar (CI, a log file): a line per 10%
+                    eta = elapsed / (step + 1 - start) * (total - step - 1)
+                    console.print(f"          {stage} step {step + 1}/{total}  loss {loss_sum:.3f}  lr {lr:.2e}  "
+                                  f"{tps:,.0f} tok/s  eta {eta:.0f}s")
                 if log_curves:
                     mlflow.log_metrics({f"{stage}.step_loss": loss_sum, f"{stage}.lr": lr, f"{stage}.tokens_per_second": tps}, step=step + 1)
 
