@@ -13,7 +13,7 @@ import sys
 import traceback
 
 # Packages that add their own verbs: each module has `register(subparsers)`.
-COMMAND_MODULES: list[str] = ["trainforge.tune.cli", "trainforge.evaluate.cli", "trainforge.compress.cli", "trainforge.serve.cli"]
+COMMAND_MODULES: list[str] = ["trainforge.tune.cli", "trainforge.evaluate.cli", "trainforge.compress.cli", "trainforge.serve.cli", "trainforge.data.cli"]
 
 
 def _load(args):

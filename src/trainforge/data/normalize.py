@@ -93,7 +93,11 @@ class Normalizer:
                 from trainforge.errors import UserError
 
                 raise UserError("data.normalize.traditional_to_simplified needs hanziconv: pip install 'trainforge[data]'") from None
-            self._t2s = HanziConv.toSimplified
+            # hanziconv's own table, applied with str.translate: its toSimplified does a str.find per character
+            trad = HanziConv._HanziConv__traditional_charmap
+            simp = HanziConv._HanziConv__simplified_charmap
+            table = {ord(t): s for t, s in zip(trad, simp) if t != s}
+            self._t2s = lambda text: text.translate(table)
 
     def _step(self, name: str, before: str, after: str) -> str:
         if after != before:

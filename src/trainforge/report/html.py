@@ -16,7 +16,7 @@ from pathlib import Path
 
 SECTIONS = [
     "trainforge.report.sections:overview",
-    "trainforge.report.sections:data_funnel",
+    "trainforge.data.report:data_funnel",
     "trainforge.train.report:training",
     "trainforge.evaluate.report:evaluation",
     "trainforge.serve.monitor:drift_section",
