@@ -47,7 +47,6 @@ class ClassifierEngine:
 
     @classmethod
     def load(cls, path: Path) -> "ClassifierEngine":
-        import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         if (path / "trainforge_compression.json").is_file():  # a compress/ variant (int8, pruned): its own loader
@@ -62,7 +61,6 @@ class ClassifierEngine:
             model.config.pad_token_id = tokenizer.eos_token_id
         id2label = {int(k): v for k, v in model.config.id2label.items()}
         limit = min(int(tokenizer.model_max_length or 512), int(getattr(model.config, "max_position_embeddings", 512) or 512))
-        torch.set_grad_enabled(False)
         return cls(model, tokenizer, [id2label[i] for i in sorted(id2label)], limit)
 
     def count_tokens(self, text: str) -> int:
@@ -89,7 +87,6 @@ class GeneratorEngine:
 
     @classmethod
     def load(cls, path: Path) -> "GeneratorEngine":
-        import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True).eval()
@@ -98,7 +95,6 @@ class GeneratorEngine:
         eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         if tokenizer.eos_token_id is not None:
             eos_ids.add(tokenizer.eos_token_id)
-        torch.set_grad_enabled(False)
         return cls(model, tokenizer, eos_ids)
 
     @property
