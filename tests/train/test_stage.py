@@ -1,0 +1,104 @@
+"""The pretrain and train stages end to end on a tiny run directory: the files they write and that they load back."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from trainforge.config import validate_config
+from trainforge.errors import UserError
+from trainforge.run import run_pipeline
+
+POS = ["房间很干净，服务很好", "质量不错，很满意", "快递很快，好评", "这本书写得很好", "性价比高，推荐"]
+NEG = ["质量太差了，不推荐", "服务态度很差", "房间又脏又旧", "等了很久才到，失望", "书的印刷很差"]
+NEWS = ["人民日报发表社论，迎接新的一年。", "国务院召开会议，部署经济工作。", "我国农业生产取得新的成绩。"] * 30
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    data = root / "tiny" / "data"
+    data.mkdir(parents=True)
+    for split, n in (("train", 40), ("val", 10)):
+        rows = [{"id": f"{split}{i}", "text": (POS if i % 2 else NEG)[i % 5] + "。" * (i % 3),
+                 "label": "positive" if i % 2 else "negative"} for i in range(n)]
+        (data / f"{split}.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    (root / "news.txt").write_text("\n".join(NEWS), encoding="utf-8")
+    return root
+
+
+def _config(root, **train):
+    return validate_config({
+        "name": "tiny", "runs_dir": str(root), "tracking": {"enabled": False},
+        "pretrain": {"corpus": [{"path": str(root / "news.txt"), "label_field": None}], "model": "llama-tiny",
+                     "tokenizer": {"vocab_size": 300, "min_frequency": 1}, "seq_len": 32, "max_steps": 3, "batch_size": 8,
+                     "in_domain_epochs": 1, "eval_every": 3, "log_every": 1000},
+        "train": {"model": "pretrain", "max_length": 32, "max_steps": 4, "batch_size": 8, "eval_every": 2, "log_every": 1000,
+                  **train},
+    })
+
+
+def test_pretrain_then_lora_classifier_writes_loadable_hf_model_and_adapter(run_dir):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+    result = run_pipeline(_config(run_dir, method="lora", lora={"r": 4}))
+    rd = run_dir / "tiny"
+    assert result.ran == ["pretrain", "train"]
+    m = result.metrics["pretrain"]
+    assert m["in_domain_val_loss_after"] < m["in_domain_val_loss_before"]  # the in-domain phase taught the LM the reviews
+    assert {"config.json", "model.safetensors", "tokenizer.json", "pretrain_state.json"} <= {p.name for p in (rd / "pretrain").iterdir()}
+    AutoModelForCausalLM.from_pretrained(rd / "pretrain")
+
+    assert 0 < result.metrics["train"]["trainable_share"] < 0.2
+    tok = AutoTokenizer.from_pretrained(rd / "model")
+    merged = AutoModelForSequenceClassification.from_pretrained(rd / "model").eval()
+    assert merged.config.id2label == {0: "negative", 1: "positive"}
+    base = AutoModelForSequenceClassification.from_pretrained(rd / "pretrain", num_labels=2)
+    adapted = PeftModel.from_pretrained(base, rd / "adapter").eval()
+    batch = tok(["服务很好", "质量太差了"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        assert torch.allclose(adapted(**batch).logits, merged(**batch).logits, atol=1e-5)  # merge-and-export = the adapter
+    state = json.loads((rd / "model" / "trainer_state.json").read_text())
+    assert state["method"] == "lora" and state["trainable_parameters"] < state["parameters"]
+
+    from trainforge.train.report import training
+
+    html = training(rd)
+    assert "Pretraining" in html and "method lora" in html
+
+
+def test_sft_from_the_pretrained_lm_saves_chat_template_and_generations(run_dir):
+    result = run_pipeline(_config(run_dir, task="sft", method="full", max_length=48,
+                                  sft={"template": "这条评论是正面还是负面？{text}", "label_names": {"positive": "正面", "negative": "负面"},
+                                       "generate_examples": 3, "max_new_tokens": 4}))
+    rd = run_dir / "tiny"
+    assert result.cached == ["pretrain"] and result.ran == ["train"]
+    cfg = json.loads((rd / "model" / "tokenizer_config.json").read_text())
+    assert "<|assistant|>" in (cfg.get("chat_template") or (rd / "model" / "chat_template.jinja").read_text())
+    rows = [json.loads(line) for line in (rd / "model" / "generations.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 and rows[0]["expected"] in ("正面", "负面")
+    assert "generate_exact_match" in result.metrics["train"]
+
+
+def test_sft_masks_the_prompt_out_of_the_loss():
+    from trainforge.models.tokenizer import CHAT_TEMPLATE, train_bpe
+    from trainforge.train import sft
+    from trainforge.train.config import TrainConfig
+
+    tok = train_bpe(POS + NEG, 300, 1, 64, family="llama")
+    tok.chat_template = CHAT_TEMPLATE
+    enc = sft.encode(tok, [{"id": "a", "prompt": "好吗", "response": "很好"}], TrainConfig(task="sft"))
+    ids, targets = enc.input_ids[0], enc.token_labels[0]
+    n_prompt = len(sft.prompt_ids(tok, "好吗"))
+    assert targets[:n_prompt] == [-100] * n_prompt
+    assert targets[n_prompt:] == ids[n_prompt:] and ids[-1] == tok.eos_token_id
+    assert tok.decode(ids[n_prompt:], skip_special_tokens=True) == "很好"
+
+
+def test_unknown_train_model_is_a_user_error(run_dir):
+    cfg = _config(run_dir, model="no-such-model")
+    with pytest.raises(UserError, match="train.model: 'no-such-model'"):
+        run_pipeline(cfg, only=("train",))
