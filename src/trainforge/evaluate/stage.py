@@ -17,6 +17,7 @@ Writes, under eval/:
 from __future__ import annotations
 
 import json
+import shutil
 import time
 
 import numpy as np
@@ -36,6 +37,10 @@ def run_eval(ctx) -> dict:
     cfg: EvalConfig = ctx.section
     out = ctx.path("eval")
     out.mkdir(exist_ok=True)
+    # outputs of an earlier run that this one may not rewrite must not linger beside fresh ones
+    for stale in ("regression.json", "adversarial.json", "slices.png"):
+        (out / stale).unlink(missing_ok=True)
+    shutil.rmtree(out / "attention", ignore_errors=True)
     split_file = ctx.path("data", f"{cfg.split}.jsonl")
     rows = read_jsonl(split_file)
     train_rows = read_jsonl(ctx.path("data", "train.jsonl"))
