@@ -38,6 +38,8 @@ class DistillConfig(Section):
 
     student_layers: int | None = None
     """Transformer layers of the student, initialised from evenly spaced teacher layers; null: half."""
+    init_from_teacher: bool = True
+    """Start the student from the teacher's embeddings, head and evenly spaced layers; false: random init."""
     alpha: float = Field(0.5, ge=0.0, le=1.0)
     """Weight of the distillation (KL) loss; 1 - alpha weighs cross-entropy on the labels."""
     temperature: float = Field(2.0, gt=0.0)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import math
-import random
 import re
 
 import torch
@@ -22,9 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainforge.compress.config import DistillConfig
-from trainforge.console import progress_bar
-from trainforge.train.config import ScheduleConfig
-from trainforge.train.loop import Encoded, bucketed_batches, collate, lr_at, param_groups, predict_logits
+from trainforge.train.loop import Encoded, predict_logits
 
 _LAYER_KEY = re.compile(r"\.(layer|layers)\.(\d+)\.")
 
@@ -34,8 +31,8 @@ def teacher_layers_for(n_teacher: int, n_student: int) -> list[int]:
     return [(j + 1) * n_teacher // n_student - 1 for j in range(n_student)]
 
 
-def build_student(teacher: nn.Module, n_layers: int | None) -> tuple[nn.Module, list[int]]:
-    """A copy of the teacher's architecture with fewer blocks, initialised from the teacher."""
+def build_student(teacher: nn.Module, n_layers: int | None, from_teacher: bool = True) -> tuple[nn.Module, list[int]]:
+    """A copy of the teacher's architecture with fewer blocks, initialised from the teacher (or at random)."""
     from transformers import AutoModelForSequenceClassification
 
     n_teacher = teacher.config.num_hidden_layers
@@ -50,6 +47,8 @@ def build_student(teacher: nn.Module, n_layers: int | None) -> tuple[nn.Module, 
     if isinstance(getattr(config, "layer_types", None), list):  # per-layer attention kinds (Llama-style configs)
         config.layer_types = [config.layer_types[i] for i in mapping]
     student = AutoModelForSequenceClassification.from_config(config)
+    if not from_teacher:
+        return student, mapping
     position = {t: j for j, t in enumerate(mapping)}
     state = {}
     for key, value in teacher.state_dict().items():
@@ -77,42 +76,28 @@ def mean_kl(student: nn.Module, teacher: nn.Module, enc: Encoded, pad_id: int) -
 
 def distill(teacher: nn.Module, train: Encoded, cfg: DistillConfig, pad_id: int, seed: int) -> tuple[nn.Module, dict]:
     """Build and train the student; returns (student, summary)."""
+    from trainforge.compress.finetune import train_steps
+
     torch.manual_seed(seed)
-    rng = random.Random(seed)
-    student, mapping = build_student(teacher, cfg.student_layers)
+    student, mapping = build_student(teacher, cfg.student_layers, cfg.init_from_teacher)
     teacher.eval()
-    total = cfg.max_steps or max(1, int(round(cfg.epochs * math.ceil(len(train) / cfg.batch_size))))
-    optimizer = torch.optim.AdamW(param_groups(student, 0.01), lr=cfg.lr)
-    schedule = ScheduleConfig(warmup_ratio=0.06, decay="cosine")
+    steps = cfg.max_steps or max(1, int(round(cfg.epochs * math.ceil(len(train) / cfg.batch_size))))
     want_hidden = cfg.hidden_loss_weight > 0
-    queue: list[list[int]] = []
-    last = 0.0
-    with progress_bar("distill", total=total, unit="steps") as bar:
-        for step in range(total):
-            if not queue:
-                queue = bucketed_batches(train, cfg.batch_size, rng)
-            batch = collate(train, queue.pop(), pad_id)
-            labels = batch.pop("labels")
-            for g in optimizer.param_groups:
-                g["lr"] = lr_at(step, total, cfg.lr, schedule)
-            with torch.no_grad():
-                t_out = teacher(**batch, output_hidden_states=want_hidden)
-            student.train()
-            s_out = student(**batch, output_hidden_states=want_hidden)
-            loss = distillation_loss(s_out.logits, t_out.logits, labels, cfg.alpha, cfg.temperature)
-            if want_hidden:
-                # hidden_states[0] is the embedding output; block j of the student mirrors block mapping[j]
-                mask = batch["attention_mask"].unsqueeze(-1).float()  # B, T, 1: padding does not count
-                pairs = [(s_out.hidden_states[j + 1], t_out.hidden_states[t + 1]) for j, t in enumerate(mapping)]
-                mse = sum(((hs - ht) ** 2 * mask).sum() / (mask.sum() * hs.shape[-1]) for hs, ht in pairs) / len(pairs)
-                loss = loss + cfg.hidden_loss_weight * mse
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            last = loss.item()
-            bar.advance()
-            if (step + 1) % 10 == 0:
-                bar.note(f"loss {last:.3f}")
-    student.eval()
-    return student, {"student_layers": len(mapping), "teacher_layers": mapping, "steps": total, "final_loss": round(last, 5)}
+
+    def loss_fn(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        labels = batch["labels"]
+        inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+        with torch.no_grad():
+            t_out = teacher(**inputs, output_hidden_states=want_hidden)
+        s_out = model(**inputs, output_hidden_states=want_hidden)
+        loss = distillation_loss(s_out.logits, t_out.logits, labels, cfg.alpha, cfg.temperature)
+        if want_hidden:
+            # hidden_states[0] is the embedding output; student block j mirrors teacher block mapping[j]
+            mask = batch["attention_mask"].unsqueeze(-1).float()  # B, T, 1: padding does not count
+            pairs = [(s_out.hidden_states[j + 1], t_out.hidden_states[t + 1]) for j, t in enumerate(mapping)]
+            mse = sum(((hs - ht) ** 2 * mask).sum() / (mask.sum() * hs.shape[-1]) for hs, ht in pairs) / len(pairs)
+            loss = loss + cfg.hidden_loss_weight * mse
+        return loss
+
+    last = train_steps(student, train, steps, cfg.lr, cfg.batch_size, pad_id, seed, loss_fn, "distill")
+    return student, {"student_layers": len(mapping), "teacher_layers": mapping, "steps": steps, "final_loss": round(last, 5)}

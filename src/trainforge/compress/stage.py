@@ -86,18 +86,16 @@ def save_structured(cfg, model, tokenizer, ctx, train, label2id, pad_id, save) -
     import random
 
     from trainforge.compress.prune import structured_prune
-    from trainforge.train.config import TrainConfig
-    from trainforge.train.loop import bucketed_batches, collate, fit
+    from trainforge.train.loop import bucketed_batches, collate
 
     s = cfg.structured
     idx = bucketed_batches(train, 32, random.Random(ctx.config.seed))[: s.importance_batches]
     pruned, structure = structured_prune(model, s.fraction, [collate(train, i, pad_id) for i in idx])
     before, after = sum(p.numel() for p in model.parameters()), sum(p.numel() for p in pruned.parameters())
     if s.recovery_steps > 0:
-        val = encode_split(read_jsonl(ctx.path("data", "val.jsonl")), tokenizer, label2id, "data/val.jsonl")
-        recipe = TrainConfig(max_steps=s.recovery_steps, lr=s.recovery_lr, batch_size=32, dropout=0.1,
-                             eval_every=max(1, s.recovery_steps // 2))
-        fit(pruned, train, val, recipe, pad_id, ctx.config.seed)
+        from trainforge.compress.finetune import train_steps
+
+        train_steps(pruned, train, s.recovery_steps, s.recovery_lr, 32, pad_id, ctx.config.seed, description="recover")
     fmt = "hf" if structure["family"] == "llama" else "hf-structured"
     save("structured_pruned", pruned.eval(), {"format": fmt, "structure": structure, "recovery_steps": s.recovery_steps},
          params_before=before, params_after=after)

@@ -19,6 +19,7 @@ SECTIONS = [
     "trainforge.data.report:data_funnel",
     "trainforge.train.report:training",
     "trainforge.evaluate.report:evaluation",
+    "trainforge.compress.report:compression",
     "trainforge.serve.monitor:drift_section",
 ]
 
