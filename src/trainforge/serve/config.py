@@ -120,7 +120,8 @@ class RegisterConfig(Section):
 
     name: str
     """Registered model name, e.g. reviews-sentiment."""
-    alias: str = "challenger"
-    """Alias the new version gets; `trainforge deploy promote` moves challenger to champion."""
+    alias: str = "auto"
+    """Alias the new version gets; auto: champion for the first version, challenger after (then
+    `trainforge deploy promote` moves it up once its canary holds)."""
     drift_profile: bool = True
     """Write register/drift_profile.json (the reference that serving compares live inputs with)."""

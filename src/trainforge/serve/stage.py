@@ -57,14 +57,18 @@ def run_register(ctx) -> dict:
             write_json_atomic(out / PROFILE_FILE, profile)
             shutil.copy(out / PROFILE_FILE, staged / PROFILE_FILE)
         uri = tracking_uri(ctx.config)
+        alias = cfg.alias
+        if alias == "auto":
+            has_champion = registry.alias_version(registry.client(uri), cfg.name, registry.CHAMPION) is not None
+            alias = registry.CHALLENGER if has_champion else registry.CHAMPION
         active = mlflow.active_run()
         version = registry.register_dir(
-            uri, cfg.name, staged, cfg.alias, reason=f"registered from run {ctx.config.name} ({what})",
+            uri, cfg.name, staged, alias, reason=f"registered from run {ctx.config.name} ({what})",
             experiment=ctx.config.tracking.experiment, run_id=active.info.run_id if active else None,
             tags={"trainforge.run": ctx.config.name, "trainforge.source": what},
         )
-    write_json_atomic(out / "registered.json", {"name": cfg.name, "version": version, "alias": cfg.alias,
+    write_json_atomic(out / "registered.json", {"name": cfg.name, "version": version, "alias": alias,
                                                  "source": what, "tracking_uri": uri})
-    console.print(f"          registered {cfg.name} version {version} ({what}) as @{cfg.alias}; "
-                  f"serve it: trainforge serve models:/{cfg.name}@{cfg.alias}")
+    console.print(f"          registered {cfg.name} version {version} ({what}) as @{alias}; "
+                  f"serve it: trainforge serve models:/{cfg.name}" + (f"  (promote: trainforge deploy promote {cfg.name})" if alias == registry.CHALLENGER else ""))
     return {"version": float(version)}
