@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
 from trainforge.data.builtin import peoples_daily_1998
 
 
+@lru_cache(maxsize=1)
 def _words() -> tuple[list[str], np.ndarray]:
     counts: Counter = Counter()
     for _, _, raw, _ in peoples_daily_1998():
