@@ -40,6 +40,6 @@ def cmd_eval(args) -> int:
         print(format_diff(diff, texts))
         write_report(cfg.run_dir)
         console.print(f"[bold]regression diff[/] {out / 'regression.json'}")
-    console.print(f"\n[bold]metrics[/] {out / 'metrics.json'}  ·  errors {out / 'errors.jsonl'}  ·  "
-                  f"report {cfg.run_dir / 'report.html'}")
+    errors = f"  ·  errors {out / 'errors.jsonl'}" if (out / "errors.jsonl").is_file() else ""
+    console.print(f"\n[bold]metrics[/] {out / 'metrics.json'}{errors}  ·  report {cfg.run_dir / 'report.html'}")
     return 0

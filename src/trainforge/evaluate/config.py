@@ -49,5 +49,7 @@ class EvalConfig(Section):
     """Tokens shown on a heatmap's axes; longer examples are cut."""
     adversarial: AdversarialConfig = AdversarialConfig()
     """Robustness: attack and perturbation suites."""
+    generate_examples: int = 50
+    """Causal LMs trained with task=sft: prompts of the split answered greedily and scored (BLEU, ROUGE, exact match)."""
     bootstrap_samples: int = 1000
     """Resamples behind the confidence intervals of `trainforge eval --against`."""

@@ -42,10 +42,11 @@ def _verdict(m: dict) -> str:
     wins = m.get("model_beats_baseline")
     lost = [c["metric"] for c in m.get("compared", []) if not c["better"]]
     extra = f" The baseline is as good or better on: {esc(', '.join(lost))}." if lost else ""
+    key = m.get("headline", "accuracy")  # char_perplexity for language models
     return (
         f"<div class='verdict {'ok' if wins else 'bad'}'>The model {'beats' if wins else '<b>loses to</b>'} the "
-        f"{esc(base.get('name', 'baseline'))} baseline on accuracy: {m['model']['accuracy']:.4f} vs "
-        f"{base['accuracy']:.4f} on {m['n']:,} {esc(m['split'])} examples.{extra}</div>"
+        f"{esc(base.get('name', 'baseline'))} baseline on {esc(key)}: {m['model'][key]:.4f} vs "
+        f"{base[key]:.4f} on {m['n']:,} {esc(m['split'])} examples.{extra}</div>"
     )
 
 
@@ -57,7 +58,7 @@ def _metric_table(m: dict) -> str:
             continue
         b = base.get(k)
         delta = f"{v - b:+.4f}" if isinstance(b, (int, float)) else "—"
-        rows.append([k + (" (lower is better)" if k == "ece" else ""), _f(v), _f(b), delta])
+        rows.append([k + (" (lower is better)" if k == "ece" or "perplexity" in k else ""), _f(v), _f(b), delta])
     return table(["metric", "model", "baseline", "model − baseline"], rows)
 
 

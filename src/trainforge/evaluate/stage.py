@@ -47,6 +47,14 @@ def run_eval(ctx) -> dict:
     if not rows:
         raise UserError(f"{split_file} is empty: nothing to evaluate (check data.split)")
     model_dir = ctx.path("model")
+    from trainforge.evaluate.lm import evaluate_lm, is_causal_lm
+
+    if is_causal_lm(model_dir):  # a language model / SFT run: perplexity and generation metrics instead
+        metrics = {"split": cfg.split, **evaluate_lm(model_dir, rows, train_rows, ctx.config, cfg.generate_examples)}
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False))
+        flat = {f"model_{k}": v for k, v in metrics["model"].items()}
+        flat.update({f"baseline_{k}": v for k, v in metrics["baseline"].items() if isinstance(v, float)})
+        return flat
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
     id2label = {int(k): v for k, v in model.config.id2label.items()}
@@ -68,6 +76,7 @@ def run_eval(ctx) -> dict:
     base_pred = base_probs.argmax(1) if base_probs is not None else None
     metrics = _score(cfg, rows, labels, y_true, probs, base_probs)
     console.print(f"          predictions and baseline in {time.perf_counter() - t0:.1f}s")
+    t0 = time.perf_counter()
 
     analysis = _analyse(cfg, out, rows, labels, y_true, probs, base_probs, split_file)
     write_jsonl(out / "predictions.jsonl", (
@@ -80,6 +89,7 @@ def run_eval(ctx) -> dict:
     if cfg.attention_examples or cfg.attention_ids:
         analysis["attention"] = _attention(cfg, out, model_dir, tokenizer, rows, labels, probs, ctx.config.seed)
     (out / "analysis.json").write_text(json.dumps(analysis, indent=1, ensure_ascii=False))
+    console.print(f"          error analysis, plots and attention maps in {time.perf_counter() - t0:.1f}s")
 
     flat = {f"model_{k}": v for k, v in metrics["model"].items() if isinstance(v, (int, float))}
     flat.update({f"baseline_{k}": v for k, v in metrics.get("baseline", {}).items() if isinstance(v, float)})
