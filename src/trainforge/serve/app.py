@@ -128,7 +128,7 @@ def create_app(state: ServerState):
             served = state.router.pick()
             tokens = sum(_checked_tokens(served.engine.count_tokens(t), limits.max_prompt_tokens) for t in texts)
             try:
-                events = submit(served, lambda emit: ClassifyRequest(texts, emit))
+                _, events = submit(served, lambda emit: ClassifyRequest(texts, emit))
             except EngineRetired:
                 continue
             kind, *rest = await events.get()
@@ -138,12 +138,12 @@ def create_app(state: ServerState):
             return served, rest[0], tokens
         raise APIError(503, "the model is being swapped; retry", kind="server_error")
 
-    def submit(served: ServedModel, make) -> asyncio.Queue:
+    def submit(served: ServedModel, make):
+        """(request, its event queue): the model thread's events land on this event loop's queue."""
         loop, events = asyncio.get_running_loop(), asyncio.Queue()
         request = make(lambda event: loop.call_soon_threadsafe(events.put_nowait, event))
-        events.request = request
         served.batcher.submit(request)
-        return events
+        return request, events
 
     async def finish_request(served, t0, ok, reason, prompt_tokens, generated):
         seconds = time.perf_counter() - t0
@@ -187,12 +187,12 @@ def create_app(state: ServerState):
         if max_tokens > room:
             raise APIError(400, f"This model's maximum context length is {engine.max_positions} tokens; the prompt has "
                                 f"{len(prompt_ids)} and max_tokens asks for {max_tokens}", "max_tokens", "context_length_exceeded")
-        events = submit(served, lambda emit: GenRequest(prompt_ids, max_tokens, body.temperature, body.top_p,
+        request, events = submit(served, lambda emit: GenRequest(prompt_ids, max_tokens, body.temperature, body.top_p,
                                                          body.seed, body.stops, emit))
         state.observe_input(served, text, None)
         rid = f"{'chatcmpl' if obj == 'chat.completion' else 'cmpl'}-{uuid.uuid4().hex}"
         state.remember_answer(rid, served, None)
-        timed = timed_events(served, events, t0, len(prompt_ids))
+        timed = timed_events(served, request, events, t0, len(prompt_ids))
         if body.stream:
             return respond(body, obj, rid, served, timed, len(prompt_ids))
         collected = [e async for e in timed]
@@ -200,7 +200,7 @@ def create_app(state: ServerState):
             raise APIError(500, f"model error: {collected[-1][1]}", kind="server_error")
         return respond(body, obj, rid, served, collected, len(prompt_ids))
 
-    async def timed_events(served, events: asyncio.Queue, t0: float, prompt_tokens: int):
+    async def timed_events(served, request, events: asyncio.Queue, t0: float, prompt_tokens: int):
         """The request's events, recording TTFT, inter-token latency and the outcome as they pass."""
         labels, last, finished = (served.name, served.version), None, False
         try:
@@ -220,7 +220,7 @@ def create_app(state: ServerState):
                     return
         finally:
             if not finished:  # the client went away: free its batch row (not counted as a model failure)
-                events.request.cancelled = True
+                request.cancelled = True
 
     return Guard(app, state)
 
