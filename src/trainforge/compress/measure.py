@@ -2,7 +2,7 @@
 
 Latency is timed round-robin: for each batch, every model (original included) runs once in turn,
 so a noisy neighbour on a shared machine slows all of them alike and the speedup ratios stay
-honest even when absolute milliseconds drift. Batches of 32 are random test examples padded to
+honest even when absolute milliseconds drift; the order rotates from batch to batch. Batches of 32 are random test examples padded to
 the longest among them (what a server batching arriving requests sees); batch 1 is unpadded.
 """
 
@@ -67,11 +67,13 @@ def round_robin_latency(models: dict[str, nn.Module], batches: list[dict], repea
         m.eval()
         m(**batches[0])  # warm-up: first-call allocations and kernel selection
     times: dict[str, list[float]] = {name: [] for name in models}
-    for _ in range(repeats):
-        for batch in batches:
-            for name, m in models.items():
+    names = list(models)
+    for r in range(repeats):
+        for i, batch in enumerate(batches):
+            k = (i + r) % len(names)  # rotate who goes first: no model always meets a cold cache
+            for name in names[k:] + names[:k]:
                 t0 = time.perf_counter()
-                m(**batch)
+                models[name](**batch)
                 times[name].append(time.perf_counter() - t0)
     return times
 
@@ -86,7 +88,7 @@ def latency_table(models: dict[str, nn.Module], b1: list[dict], b32: list[dict],
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        t1 = round_robin_latency(models, b1, repeats=1)
+        t1 = round_robin_latency(models, b1, repeats=3)
         t32 = round_robin_latency(models, b32, repeats=3)
     finally:
         torch.set_num_threads(before)
