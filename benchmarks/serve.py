@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "serve"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.serve: the tiny models
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
@@ -85,7 +85,7 @@ async def _fire(url: str, payloads: list[dict], concurrency: int, path: str) -> 
 
 
 def http_generation(model_dir: Path, n_prompts: int, new_tokens: int, levels: list[int]) -> dict:
-    from conftest import start_server
+    from tests.serve.servers import start_server
 
     from trainforge.serve.config import BatchingConfig, DriftConfig, ServeConfig
 
@@ -111,8 +111,8 @@ def http_generation(model_dir: Path, n_prompts: int, new_tokens: int, levels: li
 
 def load_with_rollback(tmp: Path, n_requests: int, concurrency: int) -> dict:
     import mlflow
-    from conftest import start_server
-    from tiny_models import RULE_TEXTS, build_tiny_classifier
+    from tests.serve.servers import start_server
+    from tests.serve.tiny_models import RULE_TEXTS, build_tiny_classifier
 
     from trainforge.serve import registry
     from trainforge.serve.config import CanaryConfig, DriftConfig, GatesConfig, ServeConfig
@@ -148,7 +148,7 @@ def load_with_rollback(tmp: Path, n_requests: int, concurrency: int) -> dict:
 
 def main() -> int:
     import torch
-    from tiny_models import build_tiny_llama
+    from tests.serve.tiny_models import build_tiny_llama
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run)")

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import random
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from tiny_models import build_tiny_classifier, build_tiny_llama  # noqa: E402
+from tests.serve.servers import start_server
+from tests.serve.tiny_models import build_tiny_classifier, build_tiny_llama
 
 
 def pytest_configure(config):
@@ -83,19 +81,6 @@ def classifier_run(tmp_path_factory, classifier_dir, review_texts) -> Path:
         for i, t in enumerate(review_texts[:600]):
             f.write(json.dumps({"id": str(i), "text": t, "label": "positive"}, ensure_ascii=False) + "\n")
     return run
-
-
-def start_server(source: str, cfg=None, api_key: str | None = None, **source_kw):
-    from trainforge.serve.app import create_app
-    from trainforge.serve.config import DriftConfig, ServeConfig
-    from trainforge.serve.runner import ServerThread
-    from trainforge.serve.server import ModelSource, ServerState
-
-    cfg = cfg or ServeConfig(drift=DriftConfig(enabled=False))
-    state = ServerState(cfg, ModelSource.parse(source, **source_kw), api_key)
-    server = ServerThread(create_app(state))
-    server.start()
-    return server, state
 
 
 @pytest.fixture(scope="module")

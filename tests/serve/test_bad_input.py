@@ -61,7 +61,7 @@ def test_malformed_json_unknown_model_long_prompt_big_body(llama_server, llama_d
 
 
 def test_bearer_token_auth(llama_dir):
-    from conftest import start_server
+    from tests.serve.servers import start_server
 
     server, _ = start_server(str(llama_dir), api_key="s3cret")
     try:

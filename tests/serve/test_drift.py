@@ -52,7 +52,7 @@ def test_window_slides_back_to_quiet(profile, review_texts, news_texts):
 
 
 def test_live_drift_metrics_and_events(classifier_run, review_texts, news_texts, tmp_path):
-    from conftest import start_server
+    from tests.serve.servers import start_server
 
     from trainforge.serve.config import ServeConfig
 

@@ -19,7 +19,7 @@ def _total(samples: dict, name: str, **labels) -> float:
 
 
 def test_metrics_count_known_traffic(llama_dir, openai_client):
-    from conftest import start_server
+    from tests.serve.servers import start_server
 
     server, state = start_server(str(llama_dir))
     try:

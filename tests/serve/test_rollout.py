@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from tiny_models import RULE_TEXTS, rule_label
+from tests.serve.tiny_models import RULE_TEXTS, rule_label
 
 from trainforge.serve import registry
 from trainforge.serve.config import CanaryConfig, DriftConfig, GatesConfig, ServeConfig
@@ -35,7 +35,8 @@ def store(tmp_path_factory, classifier_dir, flipped_classifier_dir):
 class Load:
     """Clients on threads: classify a text, then report its true label, until stopped."""
 
-    def __init__(self, url: str, workers: int = 16, max_requests: int = 1500):
+    def __init__(self, url: str, workers: int = 16, max_requests: int = 20_000):
+        # runs until stop(); the cap only bounds a test gone wrong (phases take seconds, not this many requests)
         self.url, self.statuses, self.versions = url, [], []
         self._stop = threading.Event()
         self._left = max_requests
@@ -77,7 +78,7 @@ class Load:
 
 
 def test_bad_challenger_rolled_back_under_load_then_champion_rollback(store, classifier_dir, capsys, tmp_path):
-    from conftest import start_server
+    from tests.serve.servers import start_server
 
     from trainforge.cli import main
 
@@ -127,7 +128,7 @@ def test_registry_errors_are_user_errors(store):
 
 
 def test_shutdown_drains_in_flight_requests(llama_dir):
-    from conftest import start_server
+    from tests.serve.servers import start_server
 
     server, state = start_server(str(llama_dir))
     state.router.champion.engine.eos_ids = set()  # decode all 400 tokens: long enough to be caught mid-way
