@@ -207,8 +207,15 @@ def near_duplicate_clusters(texts: list[str], sigs: np.ndarray, threshold: float
     uf = UnionFind(len(texts))
     cache: dict[int, set] = {}
     confirmed = 0
-    for i, j in pairs.tolist():
+    # identical signatures: P(all 128 minima agree | Jaccard < 0.8) < 0.8^128 ≈ 4e-13, so these pairs
+    # (exact copies, mostly) skip the exact-Jaccard check
+    identical = (sigs[pairs[:, 0]] == sigs[pairs[:, 1]]).all(axis=1) if len(pairs) else np.zeros(0, bool)
+    for (i, j), same in zip(pairs.tolist(), identical.tolist()):
         if uf.find(i) == uf.find(j):
+            continue
+        if same and threshold <= 0.99:
+            uf.union(i, j)
+            confirmed += 1
             continue
         si = cache.get(i) or cache.setdefault(i, shingle_set(texts[i], ngram))
         sj = cache.get(j) or cache.setdefault(j, shingle_set(texts[j], ngram))

@@ -306,7 +306,10 @@ def dedup_near(cur: Curated, cfg: DataConfig, funnel: Funnel, executor, log=prin
     return Curated(kept, cur.read, cur.quarantined, {n: cur.scores[k] for n, k in enumerate(kept_idx) if k in cur.scores})
 
 
-def decontaminate(records: list[Record], reference: list[str], n: int, funnel: Funnel, step: str = "decontaminate") -> list[Record]:
+def decontaminate(records: list[Record], reference: list[str], n: int, funnel: Funnel, step: str = "decontaminate",
+                  passthrough: list[str] = ()) -> list[Record]:
+    """Drop records sharing an n-gram with the reference texts. `passthrough`: texts that go through
+    the step untouched (the val/test documents themselves), counted so the funnel stays continuous."""
     from trainforge.data.decontaminate import contaminated
 
     t0 = time.perf_counter()
@@ -317,6 +320,7 @@ def decontaminate(records: list[Record], reference: list[str], n: int, funnel: F
             funnel.drop(r, "contaminated", step)
         else:
             kept.append(r)
-    funnel.step(step, [r.text for r in records], [r.text for r in kept], time.perf_counter() - t0,
-                Counter({"contaminated": int(hit.sum())}) if hit.any() else Counter(), ngram=n, reference_docs=len(reference))
+    funnel.step(step, [r.text for r in records] + list(passthrough), [r.text for r in kept] + list(passthrough),
+                time.perf_counter() - t0, Counter({"contaminated": int(hit.sum())}) if hit.any() else Counter(),
+                ngram=n, reference_docs=len(reference), checked_docs=len(records))
     return kept

@@ -74,7 +74,7 @@ def run_data(ctx) -> dict:
     split = stratified_split(cur.records, cfg.split.val, cfg.split.test, cfg.split.stratify, ctx.config.seed)
     if cfg.decontaminate is not None:
         held_out = [r.text for r in split["val"] + split["test"]]
-        split["train"] = P.decontaminate(split["train"], held_out, cfg.decontaminate.ngram, funnel)
+        split["train"] = P.decontaminate(split["train"], held_out, cfg.decontaminate.ngram, funnel, passthrough=held_out)
     for name, part in split.items():
         write_jsonl(out / f"{name}.jsonl", part)
     kept = sum(len(v) for v in split.values())

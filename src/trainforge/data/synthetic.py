@@ -53,7 +53,7 @@ def planted_corpus(n_docs: int, seed: int = 0, dup_share: float = 0.2, min_chars
     """
     rng = np.random.default_rng(seed)
     vocab, p = _words()
-    alphabet = np.array(list({c for w in vocab[:3000] for c in w}))
+    alphabet = np.array(sorted({c for w in vocab[:3000] for c in w}))  # sorted: set order varies per process
     texts: list[str] = []
     original: list[int] = []
     kind: list[str] = []
