@@ -130,7 +130,8 @@ class RepetitionStep:
         if _dup_fraction(re.split(r"\n\s*\n", text)) > c.max_dup_para_frac:
             return "duplicate_paragraphs"
         cjk = is_cjk(text)
-        units = [ch for ch in text if not ch.isspace()] if cjk else text.split()
+        # CJK: the text without whitespace, as a str (slicing a str is ~3x cheaper than building tuples)
+        units = "".join(text.split()) if cjk else text.split()
         top = c.cjk_top_ngram_frac if cjk else c.max_top_ngram_frac
         dup = c.cjk_dup_ngram_frac if cjk else c.max_dup_ngram_frac
         total = len(units)
@@ -139,7 +140,7 @@ class RepetitionStep:
         for n, limit in sorted(top.items()):
             if total < n:
                 break
-            grams = Counter(tuple(units[i : i + n]) for i in range(total - n + 1))
+            grams = Counter(_grams(units, n))
             count = grams.most_common(1)[0][1]
             if count > 1 and count * n / total > limit:  # a gram seen once is not repetition
                 return "top_ngram_repetition"
@@ -154,9 +155,15 @@ class RepetitionStep:
         return None
 
 
-def _dup_coverage(units: list, n: int) -> float:
+def _grams(units: str | list, n: int) -> list:
+    if isinstance(units, str):
+        return [units[i : i + n] for i in range(len(units) - n + 1)]
+    return [tuple(units[i : i + n]) for i in range(len(units) - n + 1)]
+
+
+def _dup_coverage(units: str | list, n: int) -> float:
     """Share of units inside an n-gram that occurs more than once."""
-    grams = [tuple(units[i : i + n]) for i in range(len(units) - n + 1)]
+    grams = _grams(units, n)
     counts = Counter(grams)
     if len(counts) == len(grams):
         return 0.0
