@@ -27,16 +27,24 @@ def test_divergences_match_scipy():
 
 
 @pytest.fixture(scope="module")
-def profile(review_texts):
-    return build_profile(review_texts[:1000], None, CFG, seed=0)
+def tokenize(llama_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(llama_dir)  # a byte-level BPE: any text has tokens
+    return lambda texts: tok(texts, add_special_tokens=False)["input_ids"]
 
 
-def test_fresh_sample_is_quiet_shifted_sample_fires(profile, review_texts, news_texts):
-    fresh = compare_texts(profile, review_texts[2000:2300], None, CFG)
-    assert fresh["drifted"] == [], fresh
-    shifted = compare_texts(profile, news_texts[:300], None, CFG)
-    assert {"length", "chars", "cluster"} <= set(shifted["drifted"]), shifted
-    for feature in ("length", "chars", "cluster"):
+@pytest.fixture(scope="module")
+def profile(review_texts, tokenize):
+    return build_profile(review_texts[:1000], None, CFG, seed=0, tokenize=tokenize)
+
+
+def test_fresh_sample_is_quiet_shifted_sample_fires(profile, review_texts, news_texts, tokenize):
+    fresh = compare_texts(profile, review_texts[2000:2300], None, CFG, tokenize)
+    assert fresh["drifted"] == [] and "tokens" in fresh["features"], fresh
+    shifted = compare_texts(profile, news_texts[:300], None, CFG, tokenize)
+    assert {"length", "chars", "tokens", "cluster"} <= set(shifted["drifted"]), shifted
+    for feature in ("length", "chars", "tokens", "cluster"):
         assert shifted["features"][feature]["psi"] > 3 * fresh["features"][feature]["psi"]
 
 

@@ -34,7 +34,7 @@ def test_register_stage_champion_then_challenger(tmp_path, classifier_run, monke
     registered = json.loads((run / "register" / "registered.json").read_text())
     assert registered == {"name": "reviews-sentiment", "version": "1", "alias": "champion", "source": "model/", "tracking_uri": uri}
     profile = json.loads((run / "register" / "drift_profile.json").read_text())
-    assert profile["n"] == 300 and set(profile["histograms"]) == {"length", "chars", "cluster", "label"}
+    assert profile["n"] == 300 and set(profile["histograms"]) == {"length", "chars", "tokens", "cluster", "label"}
     run_pipeline(cfg, only=("register",), force=("register",))
     assert registry.status(uri, "reviews-sentiment")["aliases"] == {"champion": "1", "challenger": "2"}
     # a registered version carries its drift reference: serving it needs nothing from the run

@@ -50,6 +50,8 @@ class DriftConfig(Section):
     """Text-length histogram bins (quantiles of the reference lengths)."""
     top_chars: int = Field(200, ge=10)
     """Most frequent reference characters tracked one by one; the rest share an 'other' bucket."""
+    top_tokens: int = Field(500, ge=10)
+    """Most frequent reference token ids tracked one by one (the model tokenizer's view); the rest share 'other'."""
     clusters: int = Field(8, ge=2)
     """k of the k-means over hashed character n-gram embeddings."""
     smoothing: float = Field(0.5, gt=0)

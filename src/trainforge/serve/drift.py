@@ -5,6 +5,7 @@ time from data/train.jsonl) holds one histogram per feature:
 
     length    text length in characters, bins at the reference's quantiles
     chars     the reference's most frequent characters one by one + 'other' (character distribution)
+    tokens    the same over the model tokenizer's ids (what the model actually sees)
     cluster   nearest of k k-means centroids of hashed char 1–2-gram embeddings (topic mix)
     label     the model's predicted labels (classifiers only)
 
@@ -32,8 +33,10 @@ def _embedder():
     return HashingVectorizer(analyzer="char", ngram_range=(1, 2), n_features=HASH_FEATURES, alternate_sign=False, norm="l2")
 
 
-def build_profile(texts: list[str], predicted: list[str] | None, cfg: DriftConfig, seed: int = 0) -> dict:
-    """The reference histograms of `texts` (and of the model's predictions on them), as JSON-ready dict."""
+def build_profile(texts: list[str], predicted: list[str] | None, cfg: DriftConfig, seed: int = 0,
+                  tokenize=None) -> dict:
+    """The reference histograms of `texts` (and of the model's predictions on them), as JSON-ready dict.
+    `tokenize(texts) -> [[token id, …], …]` adds the token distribution."""
     from sklearn.cluster import KMeans
 
     if len(texts) < max(cfg.clusters * 5, 20):
@@ -48,35 +51,44 @@ def build_profile(texts: list[str], predicted: list[str] | None, cfg: DriftConfi
         "char_vocab": [c for c, _ in char_counts.most_common(cfg.top_chars)],
         "centroids": kmeans.cluster_centers_.round(5).tolist(),
         "labels": sorted(set(predicted)) if predicted else [],
+        "token_vocab": [t for t, _ in Counter(t for ids in tokenize(texts) for t in ids).most_common(cfg.top_tokens)]
+        if tokenize else [],
     }
-    profile["histograms"] = Bins(profile).count(texts, predicted).histograms()
+    profile["histograms"] = Bins(profile, tokenize).count(texts, predicted).histograms()
     return profile
 
 
 class Bins:
     """A profile's bins, ready to place texts in (arrays built once, not per input)."""
 
-    def __init__(self, profile: dict):
+    def __init__(self, profile: dict, tokenize=None):
         self.profile = profile
+        vocab = profile.get("token_vocab") or []
+        self.tokenize = tokenize if vocab else None  # no token feature without both a vocab and a tokenizer
+        self.token_index = {t: i for i, t in enumerate(vocab)}
         self.edges = np.asarray(profile["length_edges"])
         self.char_index = {c: i for i, c in enumerate(profile["char_vocab"])}
         self.centroids = np.asarray(profile["centroids"])  # (k, HASH_FEATURES)
         self.labels = list(profile.get("labels") or [])
         self.embedder = _embedder()
 
-    def of(self, texts: list[str]) -> list[tuple[int, Counter, int]]:
-        """(length bin, character-bin counts, cluster) per text."""
+    def of(self, texts: list[str]) -> list[tuple]:
+        """(length bin, character-bin counts, cluster, token-bin counts or None) per text."""
         vecs = self.embedder.transform(texts)  # sparse (n, HASH_FEATURES), rows L2-normalised
         # nearest centroid by squared distance: |c|² − 2 c·x (|x|² is the same for every centroid)
         dist = (self.centroids ** 2).sum(1)[None, :] - 2 * np.asarray(vecs @ self.centroids.T)
         clusters = dist.argmin(1)
-        other = len(self.char_index)
+        other, other_token = len(self.char_index), len(self.token_index)
+        token_ids = self.tokenize(texts) if self.tokenize else [None] * len(texts)
         return [(int(np.searchsorted(self.edges, len(t), side="right")),
-                 Counter(self.char_index.get(c, other) for c in t), int(k)) for t, k in zip(texts, clusters)]
+                 Counter(self.char_index.get(c, other) for c in t), int(k),
+                 Counter(self.token_index.get(i, other_token) for i in ids) if ids is not None else None)
+                for t, k, ids in zip(texts, clusters, token_ids)]
 
     def empty(self) -> "FeatureCounts":
         return FeatureCounts(np.zeros(len(self.edges) + 1), np.zeros(len(self.char_index) + 1),
-                             np.zeros(len(self.centroids)), np.zeros(len(self.labels)) if self.labels else None)
+                             np.zeros(len(self.centroids)), np.zeros(len(self.labels)) if self.labels else None,
+                             np.zeros(len(self.token_index) + 1) if self.tokenize else None)
 
     def count(self, texts: list[str], predicted: list[str] | None) -> "FeatureCounts":
         counts = self.empty()
@@ -95,13 +107,17 @@ class FeatureCounts:
     chars: np.ndarray
     cluster: np.ndarray
     label: np.ndarray | None
+    tokens: np.ndarray | None = None
 
-    def add(self, bins: tuple[int, Counter, int], sign: int) -> None:
-        length_bin, chars, cluster = bins
+    def add(self, bins: tuple, sign: int) -> None:
+        length_bin, chars, cluster, tokens = bins
         self.length[length_bin] += sign
         for i, n in chars.items():
             self.chars[i] += sign * n
         self.cluster[cluster] += sign
+        if tokens is not None and self.tokens is not None:
+            for i, n in tokens.items():
+                self.tokens[i] += sign * n
 
     def add_label(self, labels: list[str], label: str, sign: int) -> None:
         if self.label is not None and label in labels:
@@ -111,6 +127,8 @@ class FeatureCounts:
         out = {"length": self.length.tolist(), "chars": self.chars.tolist(), "cluster": self.cluster.tolist()}
         if self.label is not None:
             out["label"] = self.label.tolist()
+        if self.tokens is not None:
+            out["tokens"] = self.tokens.tolist()
         return out
 
 
@@ -139,9 +157,9 @@ def score(profile: dict, counts: FeatureCounts, cfg: DriftConfig) -> dict[str, d
 class DriftWindow:
     """The last `cfg.window` live inputs, kept as bin counts so a check costs O(bins), not O(window)."""
 
-    def __init__(self, profile: dict, cfg: DriftConfig):
+    def __init__(self, profile: dict, cfg: DriftConfig, tokenize=None):
         self.profile, self.cfg = profile, cfg
-        self.bins = Bins(profile)
+        self.bins = Bins(profile, tokenize)
         self.counts = self.bins.empty()
         self._items: deque = deque()
         self._since_check = 0
@@ -170,9 +188,10 @@ class DriftWindow:
         return self.last
 
 
-def compare_texts(profile: dict, texts: list[str], predicted: list[str] | None, cfg: DriftConfig) -> dict:
+def compare_texts(profile: dict, texts: list[str], predicted: list[str] | None, cfg: DriftConfig,
+                  tokenize=None) -> dict:
     """Offline: a whole file of inputs against the profile (no window)."""
-    scores = score(profile, Bins(profile).count(texts, predicted), cfg)
+    scores = score(profile, Bins(profile, tokenize).count(texts, predicted), cfg)
     return {"n": len(texts), "reference_n": profile["n"], "psi_threshold": cfg.psi_threshold,
             "kl_threshold": cfg.kl_threshold, "features": scores,
             "drifted": sorted(f for f, s in scores.items() if s["drifted"])}

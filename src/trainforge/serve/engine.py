@@ -63,6 +63,9 @@ class ClassifierEngine:
         limit = min(int(tokenizer.model_max_length or 512), int(getattr(model.config, "max_position_embeddings", 512) or 512))
         return cls(model, tokenizer, [id2label[i] for i in sorted(id2label)], limit)
 
+    def token_ids(self, texts: list[str]) -> list[list[int]]:
+        return token_ids(self.tokenizer, texts)
+
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, truncation=False, verbose=False)["input_ids"])
 
@@ -106,6 +109,9 @@ class GeneratorEngine:
     def max_positions(self) -> int:
         return int(getattr(self.model.config, "max_position_embeddings", 2048) or 2048)
 
+    def token_ids(self, texts: list[str]) -> list[list[int]]:
+        return token_ids(self.tokenizer, texts)
+
     def encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=True)["input_ids"]
 
@@ -118,6 +124,11 @@ class GeneratorEngine:
 
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+
+def token_ids(tokenizer, texts: list[str]) -> list[list[int]]:
+    """Token ids without special tokens (the drift monitor's token distribution)."""
+    return tokenizer(texts, add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
 
 
 def load_engine(path: Path):

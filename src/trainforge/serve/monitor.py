@@ -59,7 +59,7 @@ def drift_report_for_run(run: Path, texts: list[str]) -> dict:
         predicted = []
         for i in range(0, len(texts), 64):
             predicted += [max(p, key=p.get) for p in engine.classify(texts[i : i + 64])]
-    return compare_texts(profile, texts, predicted, cfg)
+    return compare_texts(profile, texts, predicted, cfg, engine.token_ids)
 
 
 def drift_section(run_dir: Path) -> str | None:

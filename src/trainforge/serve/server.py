@@ -96,7 +96,7 @@ class ServerState:
         window = None
         if self.cfg.drift.enabled:
             profile = self.reference_profile(model_dir, engine)
-            window = drift_mod.DriftWindow(profile, self.cfg.drift) if profile else None
+            window = drift_mod.DriftWindow(profile, self.cfg.drift, engine.token_ids) if profile else None
         return ServedModel(self.model_name, version, role, engine, batcher, window)
 
     def reference_profile(self, model_dir: Path, engine) -> dict | None:
@@ -251,4 +251,4 @@ def profile_from_jsonl(path: Path, engine, cfg, seed: int) -> dict:
         predicted = []
         for i in range(0, len(texts), 64):
             predicted += [max(p, key=p.get) for p in engine.classify(texts[i : i + 64])]
-    return drift_mod.build_profile(texts, predicted, cfg, seed)
+    return drift_mod.build_profile(texts, predicted, cfg, seed, engine.token_ids)
