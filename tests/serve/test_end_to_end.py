@@ -13,6 +13,9 @@ import time
 
 import httpx
 import openai
+import pytest
+
+from trainforge.errors import UserError
 
 
 def test_register_stage_champion_then_challenger(tmp_path, classifier_run, monkeypatch):
@@ -37,10 +40,19 @@ def test_register_stage_champion_then_challenger(tmp_path, classifier_run, monke
     assert profile["n"] == 300 and set(profile["histograms"]) == {"length", "chars", "tokens", "cluster", "label"}
     run_pipeline(cfg, only=("register",), force=("register",))
     assert registry.status(uri, "reviews-sentiment")["aliases"] == {"champion": "1", "challenger": "2"}
+    # compress/'s passing candidate is what gets registered when there is one
+    shutil.copytree(run / "model", run / "compress" / "pruned")
+    (run / "compress" / "pruned" / "trainforge_compression.json").write_text('{"format": "hf"}')
+    (run / "compress" / "candidate.json").write_text('{"name": "pruned", "path": "compress/pruned"}')
+    run_pipeline(cfg, only=("register",), force=("register",))
+    assert json.loads((run / "register" / "registered.json").read_text())["source"] == "compress candidate pruned"
+    (run / "compress" / "candidate.json").write_text('{"name": "x", "path": "../../elsewhere"}')
+    with pytest.raises(UserError, match="not a folder inside the run"):
+        run_pipeline(cfg, only=("register",), force=("register",))
     # a registered version carries its drift reference: serving it needs nothing from the run
     state = ServerState(ServeConfig(), ModelSource.parse("models:/reviews-sentiment@challenger", uri, tmp_path / "cache"))
     state.load_initial()
-    assert state.router.champion.version == "2" and state.router.champion.drift is not None
+    assert state.router.champion.version == "3" and state.router.champion.drift is not None
 
 
 def _free_port() -> int:
