@@ -50,6 +50,8 @@ def test_slices_cover_every_example_and_find_the_weak_label():
         assert sum(s["n"] for s in group) == len(rows), field
     labels = by_field["label"]
     assert labels[0]["value"] == "finance" and labels[0]["model_accuracy"] == pytest.approx(0.6, abs=0.02)
+    assert all(s["model_macro_f1"] is None for s in labels)  # one true class per slice: accuracy is its recall
+    assert all(s["model_macro_f1"] is not None for s in by_field["source"])
     assert all(s["baseline_accuracy"] == 1.0 for s in slices)  # the "baseline" here is the truth
     assert [s["value"] for s in by_field["length_bucket"]] == ["1-20", "21-100", ">100"]
 

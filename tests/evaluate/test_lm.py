@@ -79,3 +79,34 @@ def test_eval_command_on_a_causal_lm_run(tmp_path):
     # an untrained model is near-uniform over its vocabulary: the trigram LM must beat it, and the report says so
     assert m["model"]["char_perplexity"] > m["baseline"]["char_perplexity"] and not m["model_beats_baseline"]
     assert "loses to" in (run / "report.html").read_text()
+
+
+def test_sft_run_scores_generations_beside_a_retrieval_baseline(tmp_path):
+    import json
+
+    import yaml
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from trainforge.cli import main
+
+    from .conftest import write_run
+
+    tok = char_tokenizer()
+    tok.bos_token, tok.eos_token = "[CLS]", "[SEP]"
+    tok.chat_template = "{{ bos_token }}{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                         num_key_value_heads=2, intermediate_size=32, max_position_embeddings=128,
+                                         pad_token_id=0, bos_token_id=2, eos_token_id=3))
+    run = write_run(tmp_path, "sft", (model, tok, make_rows(30, seed=1)), n_test=6)
+    cfg = yaml.safe_load((run / "config.resolved.yaml").read_text())
+    cfg["train"] = {"task": "sft", "max_length": 64, "sft": {"label_names": {"positive": "好", "negative": "差"}, "max_new_tokens": 2}}
+    cfg["eval"] = {"generate_examples": 6}
+    (run / "config.resolved.yaml").write_text(yaml.safe_dump(cfg, allow_unicode=True))
+    assert main(["eval", str(run)]) == 0
+    m = json.loads((run / "eval" / "metrics.json").read_text())
+    assert m["task"] == "sft" and m["baseline"]["name"] == "char-3gram-kneser-ney + tfidf-retrieval"
+    for key in ("bleu", "rouge1", "rouge2", "rougeL", "exact_match", "char_perplexity"):
+        assert key in m["model"] and key in m["baseline"]
+    # the retrieval baseline answers with a training label word: 好 or 差, so it gets some exactly right
+    assert 0 < m["baseline"]["exact_match"] <= 1

@@ -105,7 +105,7 @@ def draw_attention(model, tokenizer, rows: list[dict], labels: list[str], probs:
         heads_png, rollout_png = out_dir / f"{n:02d}_heads.png", out_dir / f"{n:02d}_rollout.png"
         plot_attention_heads(heads, layers, tokens, title, heads_png)
         plot_rollout(rollout, tokens, query, title, rollout_png)
-        order = np.argsort(-rollout[query])
+        order = [j for j in np.argsort(-rollout[query]) if j != query]  # its own residual share says nothing
         drawn.append({
             "id": row["id"], "text": row["text"][:200], "label": row["label"], "pred": pred,
             "tokens": tokens, "layers_shown": layers, "heads_shown": int(heads.shape[1]),

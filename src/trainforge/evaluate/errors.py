@@ -72,8 +72,11 @@ def slice_metrics(values: dict[str, list[str]], y_true: np.ndarray, y_pred: np.n
             if n < min_n:
                 continue
             s = summary_from_confusion(confusion_matrix(y_true[sel], y_pred[sel], k))
+            # a slice holding one true class (every label slice) has no meaningful macro F1: its accuracy is
+            # that class's recall, and the F1 of the classes it never holds would drag the mean to ~half
+            one_class = len(set(y_true[sel].tolist())) == 1
             rec = {"field": field, "value": value, "n": n, "model_accuracy": round(s["accuracy"], 5),
-                   "model_macro_f1": round(s["macro_f1"], 5)}
+                   "model_macro_f1": None if one_class else round(s["macro_f1"], 5)}
             if base_pred is not None:
                 rec["baseline_accuracy"] = round(float((base_pred[sel] == y_true[sel]).mean()), 5)
                 rec["model_beats_baseline"] = rec["model_accuracy"] > rec["baseline_accuracy"]
