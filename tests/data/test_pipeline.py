@@ -162,5 +162,7 @@ def test_stage_writes_the_run_layout_and_report_section(tmp_path):
     for name in ("train", "val", "test"):
         first = json.loads((data / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()[0])
         assert {"id", "text", "label", "source"} <= set(first)
+    quarantined = [json.loads(line) for line in (data / "quarantine" / "records.jsonl").read_text().splitlines()]
+    assert [(q["source"], q["line"], q["reason"]) for q in quarantined] == [(str(src), 231, "invalid_json")]
     html = data_funnel(tmp_path / "run")
     assert "data:image/png;base64" in html and "✓" in html and "exact_duplicate" in html
