@@ -38,7 +38,7 @@ PRESETS: dict[str, Preset] = {
     "llama-small": Preset("llama", "8-layer 384-wide Llama decoder (GQA 6/2 heads), ~16M params with an 8k vocab",
                           dict(hidden_size=384, num_hidden_layers=8, num_attention_heads=6, num_key_value_heads=2,
                                intermediate_size=1024, tie_word_embeddings=True)),
-    "llama-base": Preset("llama", "16-layer 1024-wide Llama decoder (GQA 16/4 heads), ~220M params with a 32k vocab",
+    "llama-base": Preset("llama", "16-layer 1024-wide Llama decoder (GQA 16/4 heads), ~196M params with an 8k vocab",
                          dict(hidden_size=1024, num_hidden_layers=16, num_attention_heads=16, num_key_value_heads=4,
                               intermediate_size=2816, tie_word_embeddings=False)),
 }
