@@ -27,6 +27,8 @@ def _error(r: httpx.Response, status: int) -> dict:
     ({"prompt": "hi", "logprobs": 3}, "logprobs"),
     ({"max_tokens": 3}, "prompt"),
     ({"prompt": "hi", "model": "../../etc/passwd"}, "model"),
+    ({"prompt": "hi", "seed": 2**70}, "seed"),
+    ({"prompt": 123}, "prompt"),
 ])
 def test_bad_completion_parameters_are_400s(llama_server, payload, param):
     url, _ = llama_server
@@ -37,6 +39,7 @@ def test_bad_completion_parameters_are_400s(llama_server, payload, param):
 
 def test_malformed_json_unknown_model_long_prompt_big_body(llama_server, llama_dir):
     url, state = llama_server
+    assert httpx.post(f"{url}/v1/completions", json={"prompt": "", "max_tokens": 2}).status_code == 200  # starts from BOS
     body = _error(httpx.post(f"{url}/v1/chat/completions", content=b'{"messages": [', headers={"content-type": "application/json"}), 400)
     assert "JSON" in body["message"]
     assert _error(httpx.post(f"{url}/v1/chat/completions", json={"messages": []}), 400)["param"] == "messages"

@@ -126,7 +126,10 @@ def create_app(state: ServerState):
         """Classify on whichever version the router picks, re-picking if it was swapped out meanwhile."""
         for _ in range(5):
             served = state.router.pick()
-            tokens = sum(_checked_tokens(served.engine.count_tokens(t), limits.max_prompt_tokens) for t in texts)
+            counts = [served.engine.count_tokens(t) for t in texts]
+            if 0 in counts:
+                raise APIError(400, f"input {counts.index(0)} is empty (no tokens to classify)", "input")
+            tokens = sum(_checked_tokens(n, limits.max_prompt_tokens) for n in counts)
             try:
                 _, events = submit(served, lambda emit: ClassifyRequest(texts, emit))
             except EngineRetired:
@@ -179,6 +182,10 @@ def create_app(state: ServerState):
     async def answer_generated(served, body, obj, text, messages, budget, t0):
         engine = served.engine
         prompt_ids = engine.encode(engine.chat_prompt(messages) if messages is not None else text)
+        if not prompt_ids:  # an empty prompt: start from BOS, as generate() would; no BOS, nothing to condition on
+            if engine.tokenizer.bos_token_id is None:
+                raise APIError(400, "the prompt is empty (and this model has no BOS token to start from)", "prompt")
+            prompt_ids = [engine.tokenizer.bos_token_id]
         _checked_tokens(len(prompt_ids), limits.max_prompt_tokens)
         room = engine.max_positions - len(prompt_ids)
         max_tokens = budget if budget is not None else min(limits.max_tokens, room)
@@ -290,6 +297,9 @@ def _checked_tokens(n: int, limit: int) -> int:
     return n
 
 
+_TYPE_TAGS = {"str", "int", "float", "bool", "list", "dict", "none"}
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def api_error(request: Request, e: APIError):
@@ -299,7 +309,11 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def invalid(request: Request, e: RequestValidationError):
         errors = e.errors()
         first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
-        loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+        loc = []
+        for part in (str(p) for p in first.get("loc", ()) if p != "body"):
+            if part in _TYPE_TAGS or "[" in part:  # pydantic names the union member it tried: not a param
+                break
+            loc.append(part)
         if first.get("type") == "json_invalid":
             return JSONResponse(error_body("We could not parse the JSON body of your request: " + first.get("msg", "")),
                                 status_code=400)

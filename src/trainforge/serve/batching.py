@@ -121,7 +121,17 @@ class Batcher:
 
 def classify_batch(engine, requests: list[ClassifyRequest]) -> None:
     texts = [t for r in requests for t in r.texts]
-    probs = engine.classify(texts)
+    try:
+        probs = engine.classify(texts)
+    except Exception:  # noqa: BLE001 — one bad request must not fail its batch-mates: run each alone
+        if len(requests) == 1:
+            raise
+        for r in requests:
+            try:
+                r.emit(("done", engine.classify(r.texts)))
+            except Exception as e:  # noqa: BLE001
+                r.emit(("error", e))
+        return
     i = 0
     for r in requests:
         r.emit(("done", probs[i : i + len(r.texts)]))
