@@ -32,6 +32,7 @@ def evaluation(run_dir: Path) -> str | None:
     parts.append(_attention(analysis.get("attention", []), ev / "attention", m.get("plots_font", {})))
     parts.append(_robustness(read_json(ev / "adversarial.json")))
     parts.append(_regression(read_json(ev / "regression.json")))
+    parts.append(_harness(read_json(ev / "lm_eval.json")))
     return "".join(p for p in parts if p)
 
 
@@ -136,3 +137,11 @@ def _regression(d: dict | None) -> str:
     return (f"<h3>Regression diff against {esc(d['other'])}</h3>"
             + table(["metric", "this run", "other run", "delta", "95% CI (paired bootstrap)", "significant"], rows)
             + f"<p>{d['fixed']:,} examples fixed, {d['broken']:,} broken, of {d['n_shared']:,} shared.</p>")
+
+
+def _harness(d: dict | None) -> str:
+    if not d:
+        return ""
+    rows = [[task, esc(k), _f(v)] for task, metrics in d["tasks"].items() for k, v in metrics.items()]
+    return (f"<h3>lm-evaluation-harness {esc(d.get('lm_eval_version', ''))}</h3><p class='muted'>tasks from {esc(d['task_dir'])}"
+            f"{', at most ' + str(d['limit']) + ' documents each' if d.get('limit') else ''}</p>" + table(["task", "metric", "value"], rows))

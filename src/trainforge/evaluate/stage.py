@@ -57,7 +57,7 @@ def _run_eval(ctx) -> dict:
     out = ctx.path("eval")
     out.mkdir(exist_ok=True)
     # outputs of an earlier run that this one may not rewrite must not linger beside fresh ones
-    for stale in ("regression.json", "adversarial.json", "slices.png"):
+    for stale in ("regression.json", "adversarial.json", "slices.png", "lm_eval.json"):
         (out / stale).unlink(missing_ok=True)
     shutil.rmtree(out / "attention", ignore_errors=True)
     split_file = ctx.path("data", f"{cfg.split}.jsonl")
