@@ -5,6 +5,8 @@ from __future__ import annotations
 import httpx
 import openai
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from trainforge.errors import UserError
 
@@ -111,3 +113,17 @@ def test_cli_serve_refuses_public_bind_without_key(monkeypatch, classifier_dir, 
     monkeypatch.delenv("TRAINFORGE_API_KEY", raising=False)
     assert main(["serve", str(classifier_dir), "--host", "0.0.0.0"]) == 2
     assert "TRAINFORGE_API_KEY" in capsys.readouterr().err
+
+
+_values = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.floats(allow_nan=True, allow_infinity=True),
+                    st.text(max_size=8), st.lists(st.text(max_size=4), max_size=5), st.dictionaries(st.text(max_size=4), st.integers(), max_size=2))
+_fields = st.sampled_from(["prompt", "messages", "model", "max_tokens", "temperature", "top_p", "seed", "stop", "stream",
+                           "stream_options", "n", "input", "id", "label", "logit_bias", "x"])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.dictionaries(_fields, _values, max_size=5), path=st.sampled_from(["/v1/completions", "/v1/chat/completions", "/v1/classify", "/v1/feedback"]))
+def test_no_body_gives_a_500(llama_server, body, path):
+    url, _ = llama_server
+    r = httpx.post(f"{url}{path}", json=body, timeout=60)
+    assert r.status_code < 500, (body, r.text)
