@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import model_validator
+from pydantic import model_serializer, model_validator
 
 from trainforge.section import Section
 
@@ -159,6 +159,11 @@ class FilterSpec(Section):
     @property
     def name(self) -> str:
         return next(k for k in type(self).model_fields if getattr(self, k) is not None)
+
+    @model_serializer(mode="wrap")
+    def _only_the_set_filter(self, handler):
+        # the resolved config shows `- length: {...}`, not eight keys of which seven are null
+        return {k: v for k, v in handler(self).items() if v is not None}
 
 
 class DedupConfig(Section):
