@@ -79,3 +79,25 @@ def test_unknown_slice_field_is_a_user_error(tiny, tmp_path, capsys):
                                                          "adversarial": {"samples": 0, "perturbation_samples": 0}})
     assert main(["eval", str(run)]) == 2
     assert "eval.slice_fields names 'genre'" in capsys.readouterr().err
+
+
+def test_eval_on_a_llama_style_classifier(tmp_path):
+    """The quickstart is moving to a decoder classifier: the same command must work through the Auto classes."""
+    import torch
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    from .conftest import LABELS, char_tokenizer, make_rows
+
+    tok = char_tokenizer()
+    torch.manual_seed(0)
+    model = LlamaForSequenceClassification(LlamaConfig(
+        vocab_size=len(tok), hidden_size=16, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+        intermediate_size=32, max_position_embeddings=64, pad_token_id=0, num_labels=2,
+        id2label=dict(enumerate(LABELS)), label2id={lab: i for i, lab in enumerate(LABELS)}))
+    run = write_run(tmp_path, "llama", (model, tok, make_rows(40, seed=1)), n_test=12,
+                    eval_section={"attention_examples": 1, "adversarial": {"samples": 4, "perturbation_samples": 8}})
+    assert main(["eval", str(run)]) == 0
+    analysis = json.loads((run / "eval" / "analysis.json").read_text())
+    drawn = analysis["attention"][0]
+    assert drawn["tokens"][-1] == "[SEP]" and (run / "eval" / "attention" / drawn["rollout_png"]).stat().st_size > 2000
+    assert json.loads((run / "eval" / "metrics.json").read_text())["n"] == 12
