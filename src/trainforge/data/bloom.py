@@ -41,6 +41,7 @@ class BloomFilter:
         self.k = max(1, round(self.m / self.capacity * math.log(2)))
         self.bits = np.zeros((self.m + 7) // 8, dtype=np.uint8)
         self.inserted = 0
+        self.inserted_at_open = 0  # keys from earlier runs (a filter loaded from disk)
 
     @property
     def nbytes(self) -> int:
@@ -108,6 +109,7 @@ class BloomFilter:
         if bits.shape != bf.bits.shape:
             raise UserError(f"{path}: Bloom filter bits do not match its metadata; delete it to start fresh")
         bf.bits, bf.inserted = bits, meta["inserted"]
+        bf.inserted_at_open = bf.inserted
         return bf
 
     @classmethod

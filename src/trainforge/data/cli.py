@@ -38,6 +38,8 @@ def register(sub) -> None:
     p.add_argument("--near", type=float, default=0.8, help="Jaccard threshold for near duplicates; 0 turns it off (default 0.8)")
     p.add_argument("--bloom-fp", type=float, default=None, help="use a Bloom filter with this false-positive rate (default: exact hashes)")
     p.add_argument("--bloom-state", default=None, metavar="PATH", help="load/save the Bloom filter here to dedup across batches")
+    p.add_argument("--bloom-capacity", type=int, default=None, metavar="N",
+                   help="expected distinct documents, sizes the Bloom filter (default: the count read, or 10M when streaming)")
     p.add_argument("--keep", choices=["first", "longest"], default="first", help="which near duplicate survives")
     p.add_argument("--decontaminate", nargs="*", default=[], metavar="FILE", help="drop documents sharing a 13-gram with these files")
     p.set_defaults(func=cmd_dedup)
@@ -53,21 +55,32 @@ def _sources(args):
     return [SourceConfig(path=p, text_field=args.text_field, label_field=args.label_field, id_field=args.id_field) for p in args.inputs]
 
 
-def _finish(args, cfg, extra_steps=None) -> int:
+def _finish(args, cfg, reference: list[str] | None = None) -> int:
+    """Run the pipeline on the inputs: chunk by chunk in bounded memory when no step needs the whole
+    corpus (clean; dedup --near 0), else in memory. Kept documents go to DIR/data/kept.jsonl."""
     from pathlib import Path
 
     from trainforge.console import console
+    from trainforge.data import pipeline as P
     from trainforge.data.io import write_jsonl
-    from trainforge.data.stage import curate_sources
+    from trainforge.data.stage import curate_in_chunks, curate_sources, streamable
     from trainforge.run import write_json_atomic
 
     out = Path(args.out) / "data"
-    cur, funnel = curate_sources(cfg, out, seed=0, workers=args.workers)
-    records = cur.records
-    if extra_steps is not None:
-        records = extra_steps(records, funnel)
-    write_jsonl(out / "kept.jsonl", records)
-    stats = funnel.stats(cur.read, len(records), cur.quarantined)
+
+    def sink(records, funnel) -> int:
+        if reference is not None:
+            records = P.decontaminate(records, reference, 13, funnel)
+        return write_jsonl(out / "kept.jsonl", records, append=True)
+
+    if streamable(cfg):
+        read, quarantined, kept, funnel = curate_in_chunks(cfg, out, seed=0, sink=sink, workers=args.workers)
+    else:
+        cur, funnel = curate_sources(cfg, out, seed=0, workers=args.workers)
+        read, quarantined, kept = cur.read, cur.quarantined, sink(cur.records, funnel)
+    if not (out / "kept.jsonl").exists():
+        write_jsonl(out / "kept.jsonl", [])
+    stats = funnel.stats(read, kept, quarantined, streamed=streamable(cfg))
     write_json_atomic(out / "stats.json", stats)
     print_funnel(stats)
     console.print(f"\n[bold]outputs[/] {out}/kept.jsonl  ·  stats {out}/stats.json  ·  rejected/ quarantine/")
@@ -88,23 +101,19 @@ def cmd_clean(args) -> int:
 
 
 def cmd_dedup(args) -> int:
-    from trainforge.data import pipeline as P
     from trainforge.data.config import DataConfig, DedupConfig, NormalizeConfig, SourceConfig
     from trainforge.data.io import read_source
 
     dedup = DedupConfig(exact="bloom" if args.bloom_fp or args.bloom_state else "hash", bloom_fp=args.bloom_fp or 1e-6,
-                        bloom_path=args.bloom_state, near=args.near or None, keep=args.keep, drop_label_conflicts=False)
+                        bloom_path=args.bloom_state, bloom_capacity=args.bloom_capacity, near=args.near or None, keep=args.keep, drop_label_conflicts=False)
     cfg = DataConfig(sources=_sources(args), normalize=NormalizeConfig(pii=args.pii), filters=[], dedup=dedup,
                      decontaminate=None, workers=args.workers, executor="ray" if args.ray else "local")
-    extra = None
+    reference = None
     if args.decontaminate:
         reference = [item.text for f in args.decontaminate
                      for item in read_source(SourceConfig(path=f, text_field=args.text_field, label_field=None))
                      if hasattr(item, "text")]
-
-        def extra(records, funnel):
-            return P.decontaminate(records, reference, 13, funnel)
-    return _finish(args, cfg, extra)
+    return _finish(args, cfg, reference)
 
 
 def print_funnel(stats: dict) -> None:

@@ -297,9 +297,9 @@ def _arrow_rows(path: Path, rows, src: SourceConfig) -> Iterator[Item]:
         yield _from_fields(path, line_no, obj, src, json.dumps(obj, ensure_ascii=False, default=str))
 
 
-def write_jsonl(path: Path, rows) -> int:
+def write_jsonl(path: Path, rows, append: bool = False) -> int:
     n = 0
-    with open(path, "w", encoding="utf-8", errors="replace") as f:  # replace: a lone surrogate in a metadata field
+    with open(path, "a" if append else "w", encoding="utf-8", errors="replace") as f:  # replace: a lone surrogate in a metadata field
         for r in rows:
             f.write(json.dumps(r if isinstance(r, dict) else r.to_json(), ensure_ascii=False, default=str) + "\n")
             n += 1

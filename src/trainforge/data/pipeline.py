@@ -97,6 +97,10 @@ def nbytes(texts: Iterable[str]) -> int:
     return sum(len(t.encode("utf-8")) for t in texts)
 
 
+SUMMED = {"docs_in", "docs_out", "bytes_in", "bytes_out", "seconds", "quarantined", "checked_docs"}
+COUNTERS = {"dropped", "changed", "pii_masked", "quarantine_reasons"}
+
+
 class Funnel:
     """Counts per step; drops go to rejected/<reason>.jsonl as they happen; three sampled examples per reason."""
 
@@ -110,8 +114,20 @@ class Funnel:
         (out / "rejected").mkdir(parents=True, exist_ok=True)
 
     def step(self, name: str, texts_in: list[str], texts_out: list[str], seconds: float, dropped: Counter, **extra) -> None:
-        self.steps[name] = {"docs_in": len(texts_in), "docs_out": len(texts_out), "bytes_in": nbytes(texts_in),
-                            "bytes_out": nbytes(texts_out), "dropped": dict(dropped), "seconds": round(seconds, 3), **extra}
+        self.merge(name, {"docs_in": len(texts_in), "docs_out": len(texts_out), "bytes_in": nbytes(texts_in),
+                          "bytes_out": nbytes(texts_out), "dropped": dict(dropped), "seconds": seconds, **extra})
+
+    def merge(self, name: str, entry: dict) -> None:
+        """A step seen again (the next chunk of a stream) adds its counts; other fields keep the latest value."""
+        old = self.steps.get(name)
+        if old is not None:
+            for k in SUMMED & entry.keys():
+                if isinstance(entry[k], (int, float)) and isinstance(old.get(k), (int, float)):
+                    entry[k] = old[k] + entry[k]
+            for k in COUNTERS & entry.keys():
+                entry[k] = dict(Counter(old.get(k) or {}) + Counter(entry[k]))
+        entry["seconds"] = round(entry["seconds"], 3)
+        self.steps[name] = entry
 
     def drop(self, record: Record, reason: str, step: str) -> None:
         import json
@@ -160,7 +176,7 @@ def read_all(items: Iterable, funnel: Funnel, out: Path, progress=None) -> Curat
     records: list[Record] = []
     reasons: Counter = Counter()
     (out / "quarantine").mkdir(parents=True, exist_ok=True)
-    with open(out / "quarantine" / "records.jsonl", "w", encoding="utf-8", errors="replace") as qf:
+    with open(out / "quarantine" / "records.jsonl", "a", encoding="utf-8", errors="replace") as qf:  # a: one stream, many chunks
         for n, item in enumerate(items, start=1):
             if progress is not None and n % 4096 == 0:  # a bar update per record costs more than the read
                 progress.advance(4096)
@@ -170,9 +186,9 @@ def read_all(items: Iterable, funnel: Funnel, out: Path, progress=None) -> Curat
             else:
                 records.append(item)
     n_q = sum(reasons.values())
-    funnel.steps["read"] = {"docs_in": len(records) + n_q, "docs_out": len(records), "bytes_in": None,
-                            "bytes_out": nbytes(r.text for r in records), "quarantined": n_q,
-                            "quarantine_reasons": dict(reasons), "seconds": round(time.perf_counter() - t0, 3)}
+    funnel.merge("read", {"docs_in": len(records) + n_q, "docs_out": len(records), "bytes_in": None,
+                          "bytes_out": nbytes(r.text for r in records), "quarantined": n_q,
+                          "quarantine_reasons": dict(reasons), "seconds": time.perf_counter() - t0})
     return Curated(records, len(records) + n_q, n_q)
 
 
@@ -229,7 +245,17 @@ def clean(cur: Curated, cfg: DataConfig, funnel: Funnel, executor) -> Curated:
                    {k: scores[i] for k, i in enumerate(alive) if scores[i] is not None})
 
 
-def dedup_exact(cur: Curated, cfg: DataConfig, funnel: Funnel) -> Curated:
+def exact_store(cfg: DataConfig, expected_docs: int):
+    """The seen-set of exact dedup: a Bloom filter (loaded from bloom_path when it exists) or exact hashes."""
+    d = cfg.dedup
+    if d.exact == "bloom":
+        return B.BloomFilter.open_or_create(Path(d.bloom_path) if d.bloom_path else None,
+                                            d.bloom_capacity or max(expected_docs, 1), d.bloom_fp)
+    return B.ExactHashSet()
+
+
+def dedup_exact(cur: Curated, cfg: DataConfig, funnel: Funnel, store=None) -> Curated:
+    """Drop texts seen before (in this batch, an earlier chunk, or an earlier run through bloom_path)."""
     d = cfg.dedup
     if d.exact == "off":
         return cur
@@ -237,12 +263,9 @@ def dedup_exact(cur: Curated, cfg: DataConfig, funnel: Funnel) -> Curated:
     records = cur.records
     digests = [B.digest(r.text) for r in records]
     extra: dict = {"mode": d.exact}
-    if d.exact == "bloom":
-        path = Path(d.bloom_path) if d.bloom_path else None
-        store = B.BloomFilter.open_or_create(path, d.bloom_capacity or max(len(records), 1), d.bloom_fp)
-        seen_before_run = store.inserted
-    else:
-        store = B.ExactHashSet()
+    path = Path(d.bloom_path) if d.bloom_path else None
+    store = store if store is not None else exact_store(cfg, len(records))
+    seen_before_run = getattr(store, "inserted_at_open", getattr(store, "inserted", 0))
     dup = store.seen_before(digests)
     labels: dict[bytes, set] = {}
     if d.drop_label_conflicts and any(r.label is not None for r in records):
@@ -259,8 +282,8 @@ def dedup_exact(cur: Curated, cfg: DataConfig, funnel: Funnel) -> Curated:
             kept_idx.append(k)
     if d.exact == "bloom":
         extra["bloom"] = {"bits": store.m, "bytes": store.nbytes, "hashes": store.k, "capacity": store.capacity,
-                          "optimal_bytes": math.ceil(-store.capacity * math.log(d.bloom_fp) / math.log(2) ** 2 / 8),
-                          "fp_target": d.bloom_fp, "fp_expected": store.expected_fp_rate(),
+                          "optimal_bytes": math.ceil(-store.capacity * math.log(store.fp_rate) / math.log(2) ** 2 / 8),
+                          "fp_target": store.fp_rate, "fp_expected": store.expected_fp_rate(),
                           "fp_measured": store.measured_fp_rate(), "inserted_before_this_run": seen_before_run,
                           "inserted": store.inserted, "path": str(path) if path else None}
         if path is not None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 import shutil
 from collections import Counter, defaultdict
-from itertools import chain
+from itertools import chain, islice
 from pathlib import Path
 
 from trainforge.console import console, progress_bar
@@ -47,11 +47,49 @@ def stratified_split(records: list[Record], val: float, test: float, stratify: b
     return out
 
 
-def curate_sources(cfg: DataConfig, out: Path, seed: int, workers: int | None = None) -> tuple[P.Curated, P.Funnel]:
-    """Read, normalise, filter, dedup: everything before the split. Used by the stage and the CLI."""
+CHUNK_DOCS = 100_000
+"""Documents per chunk when streaming; memory holds one chunk (plus the exact-dedup seen-set)."""
+STREAM_BLOOM_CAPACITY = 10_000_000
+"""Bloom filter capacity when streaming and dedup.bloom_capacity is unset (36 MB at p = 1e-6)."""
+
+
+def _fresh(out: Path) -> None:
     if out.exists():
         shutil.rmtree(out)  # a rerun replaces the outputs whole: no stale shards
     out.mkdir(parents=True)
+
+
+def streamable(cfg: DataConfig) -> bool:
+    """Without a global step (near dedup, the quality percentile) the pipeline runs chunk by chunk."""
+    return cfg.dedup.near is None and not any(s.quality is not None for s in cfg.filters)
+
+
+def curate_in_chunks(cfg: DataConfig, out: Path, seed: int, sink, workers: int | None = None,
+                     chunk_docs: int = CHUNK_DOCS) -> tuple[int, int, int, P.Funnel]:
+    """Bounded memory: read, clean and exact-dedup one chunk at a time; `sink(records, funnel) -> kept`
+    writes each chunk's survivors. Returns (read, quarantined, kept, funnel)."""
+    _fresh(out)
+    funnel = P.Funnel(out, seed)
+    executor = make_executor(cfg.executor, workers or cfg.workers)
+    store = P.exact_store(cfg, cfg.dedup.bloom_capacity or STREAM_BLOOM_CAPACITY) if cfg.dedup.exact != "off" else None
+    items = chain.from_iterable(read_source(s) for s in cfg.sources)
+    read = quarantined = kept = 0
+    try:
+        with progress_bar("curate", total=None, unit="docs") as bar:
+            while chunk := list(islice(items, chunk_docs)):
+                cur = P.read_all(chunk, funnel, out, bar)
+                cur = P.clean(cur, cfg, funnel, executor)
+                cur = P.dedup_exact(cur, cfg, funnel, store)
+                read, quarantined, kept = read + cur.read, quarantined + cur.quarantined, kept + sink(cur.records, funnel)
+    finally:
+        executor.close()
+    return read, quarantined, kept, funnel
+
+
+def curate_sources(cfg: DataConfig, out: Path, seed: int, workers: int | None = None) -> tuple[P.Curated, P.Funnel]:
+    """Read, normalise, filter, dedup: everything before the split, in memory (near dedup and the quality
+    percentile need the whole corpus). Used by the stage and the CLI."""
+    _fresh(out)
     funnel = P.Funnel(out, seed)
     executor = make_executor(cfg.executor, workers or cfg.workers)
     try:
