@@ -9,6 +9,10 @@ Per-document work (normalise, filters, quality scores, MinHash signatures) runs 
 executor; the global decisions (percentile cut, exact and near dedup, which copy survives) are made
 once in this process over the whole corpus, so shards never hide a duplicate from each other and the
 kept set does not depend on the number of workers.
+
+Memory: without a global step (no near dedup, no quality percentile) stage.curate_in_chunks runs
+read → clean → exact dedup one chunk at a time against a persistent seen-set (bounded by the Bloom
+filter); with one, the corpus is held in memory (~16× the JSONL size, measured).
 """
 
 from __future__ import annotations
