@@ -24,11 +24,11 @@ def tiny_bert(seed: int = 0, layers: int = 2, vocab: int = VOCAB):
     return BertForSequenceClassification(cfg).eval()
 
 
-def tiny_llama(seed: int = 0, kv_heads: int = 2):
+def tiny_llama(seed: int = 0, kv_heads: int = 2, vocab: int = VOCAB):
     from transformers import LlamaConfig, LlamaForSequenceClassification
 
     torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+    cfg = LlamaConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                       num_key_value_heads=kv_heads, intermediate_size=64, max_position_embeddings=64,
                       num_labels=2, pad_token_id=0, id2label={0: "negative", 1: "positive"},
                       label2id={"negative": 0, "positive": 1})
@@ -59,9 +59,18 @@ def batch_of(enc, n: int = 8):
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
     """A run directory as the train stage leaves it: data/, model/ (BERT, HF format, tokenizer inside)."""
+    return make_run(tmp_path_factory.mktemp("runs"), tiny_bert)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_run(tmp_path_factory) -> Path:
+    """The same with a Llama-style classifier (what the quickstart is moving to)."""
+    return make_run(tmp_path_factory.mktemp("runs"), tiny_llama)
+
+
+def make_run(root: Path, build) -> Path:
     from trainforge.models.tokenizer import train_bpe
 
-    root = tmp_path_factory.mktemp("runs")
     run = root / "tiny"
     (run / "data").mkdir(parents=True)
     rows = make_reviews(200, seed=3)
@@ -71,7 +80,7 @@ def tiny_run(tmp_path_factory) -> Path:
     for name, part in splits.items():
         (run / "data" / f"{name}.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in part))
     tok = train_bpe([r["text"] for r in splits["train"]], vocab_size=VOCAB, min_frequency=1, max_length=32)
-    model = tiny_bert(seed=1, vocab=len(tok))
+    model = build(seed=1, vocab=len(tok))
     model.save_pretrained(run / "model")
     tok.save_pretrained(run / "model")
     (run / "config.resolved.yaml").write_text(

@@ -47,6 +47,18 @@ def test_variant_over_budget_fails_and_nothing_is_chosen(tiny_run):
     assert candidate["name"] is None and candidate["path"] is None
 
 
+def test_llama_classifier_gets_both_int8_variants_and_onnx(tiny_llama_run):
+    """weight_only_int8 'auto' turns on for decoders; ONNX export and parity work for Llama too."""
+    rc = main(["compress", str(tiny_llama_run), "--set", "compress.latency_batches=2",
+               "--set", "compress.gates.min_speedup_b32=null", "--set", "compress.gates.max_metric_drop=1.0"])
+    assert rc == 0
+    out = tiny_llama_run / "compress"
+    assert [g["name"] for g in json.loads((out / "gates.json").read_text())] == ["int8_dynamic", "int8_weight_only"]
+    parity = json.loads((out / "onnx" / "parity.json").read_text())
+    assert parity["passed"] and parity["max_abs_diff"] < 1e-4
+    assert "ONNX" in (tiny_llama_run / "report.html").read_text()
+
+
 def test_bad_flag_value_is_a_user_error_naming_the_key(tiny_run, capsys):
     assert main(["compress", str(tiny_run), "--prune", "1.5"]) == 2
     assert "compress.structured.fraction" in capsys.readouterr().err
