@@ -205,7 +205,6 @@ def near_duplicate_clusters(texts: list[str], sigs: np.ndarray, threshold: float
     """Clusters (size ≥ 2, indices ascending) of documents whose confirmed Jaccard ≥ threshold."""
     pairs = candidate_pairs(sigs, bands, rows)
     uf = UnionFind(len(texts))
-    cache: dict[int, set] = {}
     confirmed = 0
     # identical signatures: P(all 128 minima agree | Jaccard < 0.8) < 0.8^128 ≈ 4e-13, so these pairs
     # (exact copies, mostly) skip the exact-Jaccard check
@@ -217,9 +216,8 @@ def near_duplicate_clusters(texts: list[str], sigs: np.ndarray, threshold: float
             uf.union(i, j)
             confirmed += 1
             continue
-        si = cache.get(i) or cache.setdefault(i, shingle_set(texts[i], ngram))
-        sj = cache.get(j) or cache.setdefault(j, shingle_set(texts[j], ngram))
-        if jaccard(si, sj) >= threshold:
+        # no cache of shingle sets: ~80 bytes per shingle would make memory grow with the candidates
+        if jaccard(shingle_set(texts[i], ngram), shingle_set(texts[j], ngram)) >= threshold:
             uf.union(i, j)
             confirmed += 1
     groups: dict[int, list[int]] = {}

@@ -12,7 +12,7 @@ kept set does not depend on the number of workers.
 
 Memory: without a global step (no near dedup, no quality percentile) stage.curate_in_chunks runs
 read → clean → exact dedup one chunk at a time against a persistent seen-set (bounded by the Bloom
-filter); with one, the corpus is held in memory (~16× the JSONL size, measured).
+filter); with one, the corpus is held in memory (~7× the JSONL size, measured).
 """
 
 from __future__ import annotations
