@@ -78,7 +78,7 @@ class CompressConfig(Section):
     threads: int = 1
     """torch threads while timing; 1 keeps latencies comparable on a shared machine."""
     latency_batches: int = 8
-    """Batches of 32 (and 4x as many single examples) timed per variant, round-robin with the others."""
+    """Batches of 32 (and 2x as many single examples) timed 3 times per model, round-robin with the others."""
     onnx: bool = True
     """Export the original model to ONNX and check onnxruntime's logits against PyTorch's."""
     onnx_tolerance: float = 1.0e-4

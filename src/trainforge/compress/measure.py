@@ -50,13 +50,13 @@ def score(model: nn.Module, enc: Encoded, pad_id: int) -> tuple[dict[str, float]
 
 
 def latency_batches(enc: Encoded, n_b32: int, pad_id: int, seed: int) -> tuple[list[dict], list[dict]]:
-    """(4·n_b32 single examples, n_b32 batches of 32), drawn at random from `enc` with `seed`."""
+    """(2·n_b32 single examples, n_b32 batches of 32), drawn at random from `enc` with `seed`."""
     rng = random.Random(seed)
     order = list(range(len(enc)))
     rng.shuffle(order)
     strip = lambda b: {"input_ids": b["input_ids"], "attention_mask": b["attention_mask"]}  # noqa: E731
     b32 = [strip(collate(enc, [order[(i * 32 + j) % len(order)] for j in range(32)], pad_id)) for i in range(n_b32)]
-    b1 = [strip(collate(enc, [order[i % len(order)]], pad_id)) for i in range(4 * n_b32)]
+    b1 = [strip(collate(enc, [order[i % len(order)]], pad_id)) for i in range(2 * n_b32)]
     return b1, b32
 
 
