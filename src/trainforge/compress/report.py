@@ -28,8 +28,12 @@ def compression(run_dir: Path) -> str | None:
         parts.append("<div class='verdict bad'>No variant passed its gates: the original model stays the one "
                      "registered and served.</div>")
     g = measured.get("gates", {})
-    parts.append(f"<p class='muted'>Gates: {metric} drop ≤ {_f(g.get('max_metric_drop'))}, speedup at batch 32 ≥ "
-                 f"{_f(g.get('min_speedup_b32'), '.2f')}x, size ≤ {_f(g.get('max_size_mb'), '.2f')} MB. Latency: "
+    budgets = [f"{metric} drop ≤ {_f(g.get('max_metric_drop'))}"]
+    if g.get("min_speedup_b32") is not None:
+        budgets.append(f"speedup at batch 32 ≥ {g['min_speedup_b32']:.2f}x")
+    if g.get("max_size_mb") is not None:
+        budgets.append(f"size ≤ {g['max_size_mb']:.2f} MB")
+    parts.append(f"<p class='muted'>Gates: {', '.join(budgets)}. Latency: "
                  f"{measured.get('threads')} torch thread(s), every model timed in turn on the same batches "
                  f"(torch {esc(measured.get('torch', '?'))}, quantized engine {esc(measured.get('quantized_engine', '?'))}).</p>")
     rows = []
