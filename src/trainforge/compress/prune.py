@@ -116,6 +116,14 @@ def head_layout(model: nn.Module) -> tuple[int, int, int]:
 # --------------------------------------------------------------------------- importance
 
 
+def _unit_taylor(lin: nn.Linear, rows_per_unit: int) -> torch.Tensor:
+    """Σ w·∂L/∂w over each unit's output rows (and their biases): (out,) grouped → (units,)."""
+    s = (lin.weight * lin.weight.grad).sum(1)
+    if lin.bias is not None and lin.bias.grad is not None:
+        s = s + lin.bias * lin.bias.grad
+    return s.view(-1, rows_per_unit).sum(1)
+
+
 def taylor_importance(model: nn.Module, batches: list[dict]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Per layer: importance of each kv group (n_kv,) and of each FFN neuron (intermediate,)."""
     _, views = block_views(model)
@@ -129,23 +137,16 @@ def taylor_importance(model: nn.Module, batches: list[dict]) -> tuple[list[torch
         model(**batch).loss.backward()
         with torch.no_grad():
             for i, v in enumerate(views):
-                # w·g summed per unit; abs after summing over the unit (first-order Taylor term)
-                def rows(owner, name, unit):  # (out, in) → (units, out/units)
-                    lin = getattr(owner, name)
-                    s = (lin.weight * lin.weight.grad).sum(1)
-                    if lin.bias is not None and lin.bias.grad is not None:
-                        s = s + lin.bias * lin.bias.grad
-                    return s.view(-1, unit).sum(1)
-
+                # Σ w·g per unit, abs taken after summing over the unit (the first-order Taylor term)
                 o = getattr(v.o_owner, v.o)
                 o_cols = (o.weight * o.weight.grad).sum(0).view(heads, hd).sum(1)  # per query head
-                g = rows(v.attn, v.q, q_per_kv * hd) + o_cols.view(kv, q_per_kv).sum(1)
-                g = g + rows(v.attn, v.k, hd) + rows(v.attn, v.v, hd)
+                g = _unit_taylor(getattr(v.attn, v.q), q_per_kv * hd) + o_cols.view(kv, q_per_kv).sum(1)
+                g = g + _unit_taylor(getattr(v.attn, v.k), hd) + _unit_taylor(getattr(v.attn, v.v), hd)
                 group_scores[i] += g.abs()
                 f = getattr(v.ffn_out_owner, v.ffn_out)
                 n = (f.weight * f.weight.grad).sum(0)
                 for name in v.ffn_in:
-                    n = n + rows(v.ffn_in_owner, name, 1)
+                    n = n + _unit_taylor(getattr(v.ffn_in_owner, name), 1)
                 neuron_scores[i] += n.abs()
     model.zero_grad(set_to_none=True)
     return group_scores, neuron_scores
