@@ -8,6 +8,11 @@ import random
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Property tests explore, but CI must be deterministic: the same examples on every run.
+settings.register_profile("trainforge", derandomize=True, print_blob=True)
+settings.load_profile("trainforge")
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -69,3 +74,17 @@ def tiny_config(tmp_path: Path, reviews_jsonl: Path) -> Path:
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(tiny_config_dict(reviews_jsonl, tmp_path / "runs")), encoding="utf-8")
     return path
+
+
+@pytest.fixture(autouse=True)
+def _isolated_mlflow(monkeypatch):
+    """`mlflow.set_tracking_uri` also exports $MLFLOW_TRACKING_URI, which our default reads: without
+    this, one test's store would leak into the next test's runs."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    yield
+    import sys
+
+    if "mlflow" in sys.modules:
+        mlflow = sys.modules["mlflow"]
+        while mlflow.active_run() is not None:
+            mlflow.end_run()
