@@ -1,14 +1,17 @@
 """The curation pipeline: one definition, any executor, a funnel that reconciles.
 
-    read ──▶ normalise ──▶ filters… ──▶ quality (percentile) ──▶ exact dedup ──▶ near dedup ──▶ [decontaminate]
-    │         └──────── per shard, in parallel ───────┘                          │ signatures per shard,
-    quarantine/                                                                   │ LSH + union-find global
-              every drop → rejected/<reason>.jsonl, counted by step and reason
+    read ──▶ ┌ per shard, in the workers (shard_work.process_shard), one pass: ─────────────────────┐
+    │        │ normalise ─▶ filters… ─▶ quality perplexity ─▶ exact digest ─▶ MinHash signature │
+    │        └──────────────────────────────────────────────────────────────────────────────────────┘
+    │            global, in this process: quality percentile cut ─▶ exact dedup (digests) ─▶
+    │            near dedup (LSH banding + confirmation + union-find over the signatures) ─▶ [decontaminate]
+    quarantine/      every drop → rejected/<reason>.jsonl, counted by step and reason
 
-Per-document work (normalise, filters, quality scores, MinHash signatures) runs over shards on the
-executor; the global decisions (percentile cut, exact and near dedup, which copy survives) are made
-once in this process over the whole corpus, so shards never hide a duplicate from each other and the
-kept set does not depend on the number of workers.
+Everything that depends on one document alone runs over shards on the executor, and comes back
+compact (changed texts only, digests as one bytes blob, signatures as one uint32 array); the global
+decisions (percentile cut, exact and near dedup, which copy survives) are made once in this process
+over the whole corpus, so shards never hide a duplicate from each other and the kept set does not
+depend on the number of workers.
 
 Memory: without a global step (no near dedup, no quality percentile) stage.curate_in_chunks runs
 read → clean → exact dedup one chunk at a time against a persistent seen-set (bounded by the Bloom
@@ -29,70 +32,12 @@ import numpy as np
 
 from trainforge.data import bloom as B
 from trainforge.data import minhash as M
-from trainforge.data.config import DataConfig, FilterSpec, NormalizeConfig
+from trainforge.data.config import DataConfig
 from trainforge.data.executor import shard
 from trainforge.data.io import Quarantined, Record
-from trainforge.data.quality import percentile_cut, reference_lm
+from trainforge.data.quality import percentile_cut
+from trainforge.data.shard_work import DIGEST_BYTES, ShardJob, process_shard, signature_shard
 from trainforge.errors import UserError
-
-# --------------------------------------------------------------------------- per-shard work (runs in workers)
-
-
-@dataclass
-class ShardJob:
-    texts: list[str]
-    normalize: NormalizeConfig
-    filters: list[FilterSpec]
-
-
-@dataclass
-class ShardResult:
-    texts: list[str]
-    """Normalised texts (all documents, dropped ones too)."""
-    dropped: list[tuple[str, str] | None]
-    """(step, reason) for a dropped document, None for a survivor."""
-    scores: list[float | None]
-    """Quality perplexity for survivors when a quality filter is configured."""
-    changed: Counter
-    pii: Counter
-    seconds: Counter
-
-
-def clean_shard(job: ShardJob) -> ShardResult:
-    from trainforge.data.filters import build_filters
-    from trainforge.data.normalize import Normalizer
-
-    seconds: Counter = Counter()
-    t0 = time.perf_counter()
-    norm = Normalizer(job.normalize)
-    texts = [norm(t) for t in job.texts]
-    seconds["normalize"] += time.perf_counter() - t0
-    # whitespace/control-only text becomes empty here: dropped, counted, never passed on
-    dropped: list[tuple[str, str] | None] = [None if t else ("normalize", "empty_after_normalization") for t in texts]
-    for f in build_filters(job.filters):
-        t0 = time.perf_counter()
-        for i, t in enumerate(texts):
-            if dropped[i] is None:
-                r = f.reason(t)
-                if r:
-                    dropped[i] = (f"filter_{f.name}", r)
-        seconds[f"filter_{f.name}"] += time.perf_counter() - t0
-    scores: list[float | None] = [None] * len(texts)
-    quality = next((s.quality for s in job.filters if s.quality is not None), None)
-    if quality is not None:
-        t0 = time.perf_counter()
-        lm = reference_lm(quality.reference)
-        alive = [i for i, d in enumerate(dropped) if d is None]
-        for i, ppl in zip(alive, lm.perplexities([texts[i] for i in alive]).tolist()):
-            scores[i] = ppl
-        seconds["filter_quality"] += time.perf_counter() - t0
-    return ShardResult(texts, dropped, scores, norm.changed, norm.pii, seconds)
-
-
-def signature_shard(args: tuple[list[str], M.MinHashParams]) -> np.ndarray:
-    texts, params = args
-    return M.signatures(texts, params)
-
 
 # --------------------------------------------------------------------------- the funnel
 
@@ -170,6 +115,20 @@ class Curated:
     read: int
     quarantined: int
     scores: dict[int, float] = field(default_factory=dict)
+    digests: list[bytes] | None = None
+    """Exact-dedup digest per record, computed in the workers (None: compute in dedup_exact)."""
+    sigs: np.ndarray | None = None
+    """(records, num_perm) MinHash signatures from the workers (None: compute in dedup_near)."""
+    worker_seconds: Counter = field(default_factory=Counter)
+    """Seconds the workers spent on a later step's per-document part (digests, signatures), summed over workers."""
+
+    def subset(self, idx: list[int]) -> "Curated":
+        """The records at `idx` (ascending), with their scores, digests and signatures."""
+        pos = {k: n for n, k in enumerate(idx)}
+        return Curated([self.records[k] for k in idx], self.read, self.quarantined,
+                       {pos[k]: v for k, v in self.scores.items() if k in pos},
+                       None if self.digests is None else [self.digests[k] for k in idx],
+                       None if self.sigs is None else self.sigs[np.asarray(idx, dtype=np.int64)], self.worker_seconds)
 
 
 def read_all(items: Iterable, funnel: Funnel, out: Path, progress=None) -> Curated:
@@ -207,9 +166,15 @@ def clean(cur: Curated, cfg: DataConfig, funnel: Funnel, executor) -> Curated:
         raise UserError("data.filters: the quality filter must be the last one (its percentile is over what the others kept)")
     records = cur.records
     raw = [r.text for r in records]
-    jobs = [ShardJob(list(part), cfg.normalize, cfg.filters) for part in shard(raw, _n_shards(executor, len(raw)))]
-    results = executor.map(clean_shard, jobs)
-    texts = [t for res in results for t in res.texts]
+    d = cfg.dedup
+    params = M.MinHashParams(num_perm=d.num_perm, ngram=d.ngram) if d.near is not None else None
+    jobs = [ShardJob(list(part), cfg.normalize, cfg.filters, params, skip_repeats=d.exact != "off")
+            for part in shard(raw, _n_shards(executor, len(raw)))]
+    results = executor.map(process_shard, jobs)
+    texts = [t if t is not None else raw[i] for i, t in enumerate(t for res in results for t in res.texts)]
+    blob = b"".join(res.digests for res in results)
+    digests = [blob[k : k + DIGEST_BYTES] for k in range(0, len(blob), DIGEST_BYTES)]
+    sigs = np.concatenate([res.sigs for res in results]) if params is not None and results else None
     dropped = [d for res in results for d in res.dropped]
     scores = [s for res in results for s in res.scores]
     seconds = sum((res.seconds for res in results), Counter())
@@ -245,8 +210,9 @@ def clean(cur: Curated, cfg: DataConfig, funnel: Funnel, executor) -> Curated:
         extra = {"threshold_perplexity": round(cut, 2)} if spec.quality is not None and math.isfinite(cut) else {}
         funnel.step(name, before, [records[i].text for i in survivors], seconds[name], reasons, **extra)
         alive = survivors
-    return Curated([records[i] for i in alive], cur.read, cur.quarantined,
-                   {k: scores[i] for k, i in enumerate(alive) if scores[i] is not None})
+    every = Curated(records, cur.read, cur.quarantined, {i: s for i, s in enumerate(scores) if s is not None}, digests, sigs,
+                    Counter({k: v for k, v in seconds.items() if k in ("dedup_exact", "dedup_near")}))
+    return every.subset(alive)
 
 
 def exact_store(cfg: DataConfig, expected_docs: int):
@@ -265,7 +231,7 @@ def dedup_exact(cur: Curated, cfg: DataConfig, funnel: Funnel, store=None) -> Cu
         return cur
     t0 = time.perf_counter()
     records = cur.records
-    digests = [B.digest(r.text) for r in records]
+    digests = cur.digests if cur.digests is not None else [B.digest(r.text) for r in records]
     extra: dict = {"mode": d.exact}
     path = Path(d.bloom_path) if d.bloom_path else None
     store = store if store is not None else exact_store(cfg, len(records))
@@ -292,9 +258,9 @@ def dedup_exact(cur: Curated, cfg: DataConfig, funnel: Funnel, store=None) -> Cu
                           "inserted": store.inserted, "path": str(path) if path else None}
         if path is not None:
             store.save(path)
-    funnel.step("dedup_exact", [r.text for r in records], [r.text for r in kept], time.perf_counter() - t0, reasons, **extra)
-    scores = {n: cur.scores[k] for n, k in enumerate(kept_idx) if k in cur.scores}
-    return Curated(kept, cur.read, cur.quarantined, scores)
+    funnel.step("dedup_exact", [r.text for r in records], [r.text for r in kept],
+                time.perf_counter() - t0 + cur.worker_seconds["dedup_exact"], reasons, **extra)
+    return cur.subset(kept_idx)
 
 
 def dedup_near(cur: Curated, cfg: DataConfig, funnel: Funnel, executor, log=print) -> Curated:
@@ -305,9 +271,13 @@ def dedup_near(cur: Curated, cfg: DataConfig, funnel: Funnel, executor, log=prin
         raise UserError(f"data.dedup.near: a Jaccard threshold in (0, 1], got {d.near}")
     t0 = time.perf_counter()
     texts = [r.text for r in cur.records]
-    params = M.MinHashParams(num_perm=d.num_perm, ngram=d.ngram)
-    parts = shard(texts, _n_shards(executor, len(texts)))
-    sigs = np.concatenate(executor.map(signature_shard, [(list(p), params) for p in parts])) if texts else np.empty((0, d.num_perm), np.uint32)
+    sigs = cur.sigs
+    # the workers' signatures (clean), unless a row is missing: a repeat they skipped reaches here only
+    # when exact dedup did not run before this step
+    if sigs is None or sigs.shape[1] != d.num_perm or not sigs.any(axis=1).all():
+        params = M.MinHashParams(num_perm=d.num_perm, ngram=d.ngram)
+        parts = shard(texts, _n_shards(executor, len(texts)))
+        sigs = np.concatenate(executor.map(signature_shard, [(list(p), params) for p in parts])) if texts else np.empty((0, d.num_perm), np.uint32)
     bands, rows = M.choose_bands_rows(d.near, d.num_perm)
     curve = M.s_curve(bands, rows)
     log(f"near-dup: threshold {d.near}, {bands} bands × {rows} rows; P(candidate | Jaccard) = "
@@ -328,9 +298,9 @@ def dedup_near(cur: Curated, cfg: DataConfig, funnel: Funnel, executor, log=prin
         else:
             kept.append(r)
             kept_idx.append(i)
-    funnel.step("dedup_near", texts, [r.text for r in kept], time.perf_counter() - t0, reasons,
-                threshold=d.near, bands=bands, rows=rows, s_curve=curve, **info)
-    return Curated(kept, cur.read, cur.quarantined, {n: cur.scores[k] for n, k in enumerate(kept_idx) if k in cur.scores})
+    funnel.step("dedup_near", texts, [r.text for r in kept], time.perf_counter() - t0 + cur.worker_seconds["dedup_near"],
+                reasons, threshold=d.near, bands=bands, rows=rows, s_curve=curve, **info)
+    return cur.subset(kept_idx)
 
 
 def decontaminate(records: list[Record], reference: list[str], n: int, funnel: Funnel, step: str = "decontaminate",
