@@ -34,9 +34,10 @@ class Tracker:
         if not cfg.tracking.enabled:
             return
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-        for noisy in ("alembic", "mlflow"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
         import mlflow
+
+        for noisy in ("alembic", "mlflow"):  # after the import: mlflow sets its own level when loaded
+            logging.getLogger(noisy).setLevel(logging.WARNING)
 
         uri = tracking_uri(cfg)
         try:
