@@ -6,6 +6,7 @@ import json
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -61,16 +62,30 @@ def corpus_file(tmp_path_factory) -> Path:
     return path
 
 
-def test_process_pool_keeps_exactly_what_one_process_keeps(corpus_file, tmp_path):
-    cfg = _cfg(corpus_file)
+@pytest.mark.parametrize("exact,workers", [("bloom", 2), ("off", 3)])
+def test_process_pool_keeps_exactly_what_one_process_keeps(corpus_file, tmp_path, exact, workers):
+    # exact off: in-shard repeats are not skipped by the workers and reach near dedup; 3 workers: other shard cuts
+    cfg = _cfg(corpus_file, dedup=DedupConfig(exact=exact, near=0.8))
     one, s1 = _run(cfg, tmp_path / "one", LocalExecutor())
-    pool = PoolExecutor(2)
+    pool = PoolExecutor(workers)
     try:
         two, s2 = _run(cfg, tmp_path / "two", pool)
     finally:
         pool.close()
     assert [r.id for r in one.records] == [r.id for r in two.records]
-    assert s1["dropped"] == s2["dropped"] and s1["dropped"]["near_duplicate"] > 0 and s1["dropped"]["exact_duplicate"] > 0
+    assert [r.text for r in one.records] == [r.text for r in two.records]
+    assert one.scores == two.scores and len(one.scores) == len(one.records)
+    assert s1["dropped"] == s2["dropped"] and s1["dropped"]["near_duplicate"] > 0
+    assert (s1["dropped"].get("exact_duplicate", 0) > 0) == (exact != "off")
+    assert {k: (v["docs_in"], v["docs_out"], v["bytes_out"]) for k, v in s1["steps"].items()} == \
+           {k: (v["docs_in"], v["docs_out"], v["bytes_out"]) for k, v in s2["steps"].items()}
+    # the workers' signatures and digests, carried through the global steps, are those of the final texts
+    from trainforge.data import bloom as B
+    from trainforge.data import minhash as M
+
+    direct = M.signatures([r.text for r in two.records], M.MinHashParams(num_perm=128, ngram=5))
+    assert np.array_equal(two.sigs, direct) and np.array_equal(one.sigs, direct)
+    assert two.digests == [B.digest(r.text) for r in two.records]
 
 
 def test_ray_executor_matches_when_ray_is_installed(corpus_file, tmp_path):

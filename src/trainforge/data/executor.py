@@ -38,6 +38,12 @@ class LocalExecutor:
         pass
 
 
+def _warm_up() -> None:
+    import trainforge.data.filters  # noqa: F401
+    import trainforge.data.normalize  # noqa: F401
+    import trainforge.data.shard_work  # noqa: F401
+
+
 class PoolExecutor:
     """A process pool; 'spawn' so a parent that holds threads (MLflow, torch) is never forked."""
 
@@ -47,6 +53,10 @@ class PoolExecutor:
 
         self.workers = workers
         self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+        # spawn the workers and import the shard code now, so ~1 s of start-up per worker overlaps the
+        # parent's reading instead of delaying the first shard
+        for _ in range(workers):
+            self.pool.submit(_warm_up)
 
     def map(self, fn: Callable, args: list) -> list:
         return list(self.pool.map(fn, args))

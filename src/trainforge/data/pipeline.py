@@ -43,7 +43,8 @@ from trainforge.errors import UserError
 
 
 def nbytes(texts: Iterable[str]) -> int:
-    return sum(len(t.encode("utf-8")) for t in texts)
+    # one join + one encode in C: a per-text encode loop was ~10% of the parent's (serial) time
+    return len("".join(texts).encode("utf-8", "surrogatepass"))
 
 
 SUMMED = {"docs_in", "docs_out", "bytes_in", "bytes_out", "seconds", "quarantined", "checked_docs"}
