@@ -56,25 +56,6 @@ def ours(texts: list[str]) -> set[int]:
     return {i for c in clusters for i in c if i != min(c)}
 
 
-def ours_pool(texts: list[str], workers: int) -> set[int]:
-    """Signatures over a process pool (what `--workers N` does), LSH + union-find in this process."""
-    from trainforge.data.executor import PoolExecutor, shard
-    from trainforge.data.pipeline import signature_shard
-
-    params = M.MinHashParams(num_perm=PERM, ngram=NGRAM)
-    pool = PoolExecutor(workers)
-    try:
-        pool.map(signature_shard, [(["预热"], params)] * workers)  # start the workers outside the timing
-        t0 = time.perf_counter()
-        sigs = np.concatenate(pool.map(signature_shard, [(list(p), params) for p in shard(texts, workers * 4)]))
-        bands, rows = M.choose_bands_rows(THRESHOLD, PERM)
-        clusters, _ = M.near_duplicate_clusters(texts, sigs, THRESHOLD, bands, rows, NGRAM)
-        ours_pool.seconds = time.perf_counter() - t0
-    finally:
-        pool.close()
-    return {i for c in clusters for i in c if i != min(c)}
-
-
 def datasketch(texts: list[str]) -> set[int]:
     from datasketch import MinHash, MinHashLSH
 
@@ -209,7 +190,7 @@ def main() -> None:
     ap.add_argument("--docs", type=int, default=200_000, help="synthetic corpus size (trainforge runs all of it)")
     ap.add_argument("--datasketch-docs", type=int, default=40_000, help="first N synthetic docs for datasketch")
     ap.add_argument("--datatrove-docs", type=int, default=4_000, help="first N docs for datatrove (≈130 docs/s)")
-    ap.add_argument("--workers", type=int, nargs="*", default=[1, 2], help="worker counts for the scaling check")
+    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts for the scaling table")
     ap.add_argument("--quick", action="store_true", help="20k docs, smaller comparisons")
     args = ap.parse_args()
     if args.quick:
@@ -241,19 +222,10 @@ def main() -> None:
     print(f"  trainforge recall {s['recall']:.4f} (near copies {s['recall_near']:.4f}) at precision {s['precision']:.4f}"
           f" (target recall ≥ 0.99 at precision ≥ 0.999: {'met' if s['recall'] >= 0.99 and s['precision'] >= 0.999 else 'NOT met'})")
 
-    print("\nscaling with --workers (signatures in a process pool; LSH, confirmation and union-find in the parent)")
-    reference = None
-    for w in args.workers:
-        if w == 1:
-            t0 = time.perf_counter()
-            removed = ours(texts)
-            seconds = time.perf_counter() - t0
-        else:
-            removed = ours_pool(texts, w)
-            seconds = ours_pool.seconds
-        reference = removed if reference is None else reference
-        print(f"  workers {w}: {len(texts) / seconds:,.0f} docs/s wall  (same removals as 1 worker: {removed == reference})")
-    print(f"  (machine load average now: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores — scaling needs idle cores)")
+    # the whole pipeline (read → clean → exact + near dedup) per worker count: benchmarks/data_scaling.py
+    from data_scaling import scaling
+
+    scaling(min(args.docs, 60_000), args.workers, repeat=1)
 
 
 if __name__ == "__main__":

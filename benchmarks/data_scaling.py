@@ -49,6 +49,36 @@ def curate(path: Path, out: Path, workers: int, quality: bool) -> tuple[float, l
     return time.perf_counter() - t0, [r.id for r in cur.records], funnel.steps
 
 
+def scaling(docs: int, workers: list[int], repeat: int = 2, quality: bool = False) -> dict[int, float]:
+    """Prints the table; returns docs/s by worker count."""
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "corpus.jsonl"
+        write_corpus(path, docs)
+        best: dict[int, float] = {}
+        kept: dict[int, list[str]] = {}
+        steps: dict[int, dict] = {}
+        for _ in range(repeat):
+            for w in workers:
+                seconds, ids, st = curate(path, Path(tmp) / f"out{w}", w, quality)
+                if seconds < best.get(w, float("inf")):
+                    best[w], steps[w] = seconds, st
+                kept[w] = ids
+    load_after = os.getloadavg()
+
+    base = workers[0]
+    print(f"\ndata pipeline scaling: {docs:,} synthetic Chinese docs (JSONL), filters "
+          f"{'+'.join(next(iter(f)) for f in FILTERS)}{'+quality' if quality else ''}, exact + near dedup (0.8)")
+    print(f"machine: {os.cpu_count()} cores; load average (1 min) {load_before[0]:.2f} before, {load_after[0]:.2f} after")
+    print(f"  {'workers':>7}{'seconds':>10}{'docs/s':>10}{'× ' + str(base) + ' worker':>13}{'kept':>8}  same kept ids")
+    for w in workers:
+        print(f"  {w:>7}{best[w]:>10.2f}{docs / best[w]:>10,.0f}{best[base] / best[w]:>12.2f}×{len(kept[w]):>8,}"
+              f"  {kept[w] == kept[base]}")
+    # where the time goes (worker seconds are summed over workers; read and the dedup LSH are the parent's)
+    print(f"  per-step seconds at {base} worker(s): " + ", ".join(f"{k} {v['seconds']:.2f}" for k, v in steps[base].items()))
+    return {w: docs / best[w] for w in workers}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--docs", type=int, default=60_000)
@@ -56,33 +86,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=2, help="runs per worker count (alternating); the best counts")
     ap.add_argument("--quality", action="store_true", help="add the quality filter (reference n-gram LM perplexity)")
     args = ap.parse_args()
-
-    load_before = os.getloadavg()
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "corpus.jsonl"
-        write_corpus(path, args.docs)
-        best: dict[int, float] = {}
-        kept: dict[int, list[str]] = {}
-        steps: dict[int, dict] = {}
-        for _ in range(args.repeat):
-            for w in args.workers:
-                seconds, ids, st = curate(path, Path(tmp) / f"out{w}", w, args.quality)
-                if seconds < best.get(w, float("inf")):
-                    best[w], steps[w] = seconds, st
-                kept[w] = ids
-    load_after = os.getloadavg()
-
-    base = args.workers[0]
-    print(f"\ndata pipeline scaling: {args.docs:,} synthetic Chinese docs (JSONL), filters "
-          f"{'+'.join(next(iter(f)) for f in FILTERS)}{'+quality' if args.quality else ''}, exact + near dedup (0.8)")
-    print(f"machine: {os.cpu_count()} cores; load average (1 min) {load_before[0]:.2f} before, {load_after[0]:.2f} after")
-    print(f"  {'workers':>7}{'seconds':>10}{'docs/s':>10}{'× ' + str(base) + ' worker':>13}{'kept':>8}  same kept ids")
-    for w in args.workers:
-        print(f"  {w:>7}{best[w]:>10.2f}{args.docs / best[w]:>10,.0f}{best[base] / best[w]:>12.2f}×{len(kept[w]):>8,}"
-              f"  {kept[w] == kept[base]}")
-    # where the serial time goes: the parent's global steps (worker seconds are summed over workers)
-    st = steps[base]
-    print("  per-step seconds at " + f"{base} worker(s): " + ", ".join(f"{k} {v['seconds']:.2f}" for k, v in st.items()))
+    scaling(args.docs, args.workers, args.repeat, args.quality)
 
 
 if __name__ == "__main__":
