@@ -67,6 +67,11 @@ class Funnel:
         self.merge(name, {"docs_in": len(texts_in), "docs_out": len(texts_out), "bytes_in": nbytes(texts_in),
                           "bytes_out": nbytes(texts_out), "dropped": dict(dropped), "seconds": seconds, **extra})
 
+    def step_sized(self, name: str, sizes_in: np.ndarray, sizes_out: np.ndarray, seconds: float, dropped: Counter, **extra) -> None:
+        """`step` from per-document UTF-8 sizes (computed in the workers) instead of texts."""
+        self.merge(name, {"docs_in": len(sizes_in), "docs_out": len(sizes_out), "bytes_in": int(sizes_in.sum()),
+                          "bytes_out": int(sizes_out.sum()), "dropped": dict(dropped), "seconds": seconds, **extra})
+
     def merge(self, name: str, entry: dict) -> None:
         """A step seen again (the next chunk of a stream) adds its counts; other fields keep the latest value."""
         old = self.steps.get(name)
@@ -122,6 +127,15 @@ class Curated:
     """(records, num_perm) MinHash signatures from the workers (None: compute in dedup_near)."""
     worker_seconds: Counter = field(default_factory=Counter)
     """Seconds the workers spent on a later step's per-document part (digests, signatures), summed over workers."""
+    sizes: np.ndarray | None = None
+    """UTF-8 bytes per record, int64, from the workers (the funnel's byte counts)."""
+
+    def utf8_sizes(self) -> np.ndarray:
+        if self.sizes is None:
+            from trainforge.data.shard_work import utf8_sizes
+
+            self.sizes = utf8_sizes([r.text for r in self.records])
+        return self.sizes
 
     def subset(self, idx: list[int]) -> "Curated":
         """The records at `idx` (ascending), with their scores, digests and signatures."""
@@ -129,7 +143,8 @@ class Curated:
         return Curated([self.records[k] for k in idx], self.read, self.quarantined,
                        {pos[k]: v for k, v in self.scores.items() if k in pos},
                        None if self.digests is None else [self.digests[k] for k in idx],
-                       None if self.sigs is None else self.sigs[np.asarray(idx, dtype=np.int64)], self.worker_seconds)
+                       None if self.sigs is None else self.sigs[np.asarray(idx, dtype=np.int64)], self.worker_seconds,
+                       None if self.sizes is None else self.sizes[np.asarray(idx, dtype=np.int64)])
 
 
 def read_all(items: Iterable, funnel: Funnel, out: Path, progress=None) -> Curated:
@@ -176,6 +191,8 @@ def clean(cur: Curated, cfg: DataConfig, funnel: Funnel, executor) -> Curated:
     blob = b"".join(res.digests for res in results)
     digests = [blob[k : k + DIGEST_BYTES] for k in range(0, len(blob), DIGEST_BYTES)]
     sigs = np.concatenate([res.sigs for res in results]) if params is not None and results else None
+    sizes = np.concatenate([res.sizes for res in results]) if results else np.zeros(0, np.int64)
+    raw_sizes = np.concatenate([res.raw_sizes for res in results]) if results else np.zeros(0, np.int64)
     dropped = [d for res in results for d in res.dropped]
     scores = [s for res in results for s in res.scores]
     seconds = sum((res.seconds for res in results), Counter())
@@ -190,11 +207,10 @@ def clean(cur: Curated, cfg: DataConfig, funnel: Funnel, executor) -> Curated:
             funnel.drop(records[i], d[1], "normalize")
         else:
             alive.append(i)
-    funnel.step("normalize", raw, [texts[i] for i in alive], seconds["normalize"], empty, changed=dict(changed), pii_masked=dict(pii))
+    funnel.step_sized("normalize", raw_sizes, sizes[alive], seconds["normalize"], empty, changed=dict(changed), pii_masked=dict(pii))
 
     for spec in cfg.filters:
         name = f"filter_{spec.name}"
-        before = [records[i].text for i in alive]
         reasons: Counter = Counter()
         survivors = []
         if spec.quality is not None:
@@ -209,10 +225,10 @@ def clean(cur: Curated, cfg: DataConfig, funnel: Funnel, executor) -> Curated:
             else:
                 survivors.append(i)
         extra = {"threshold_perplexity": round(cut, 2)} if spec.quality is not None and math.isfinite(cut) else {}
-        funnel.step(name, before, [records[i].text for i in survivors], seconds[name], reasons, **extra)
+        funnel.step_sized(name, sizes[alive], sizes[survivors], seconds[name], reasons, **extra)
         alive = survivors
     every = Curated(records, cur.read, cur.quarantined, {i: s for i, s in enumerate(scores) if s is not None}, digests, sigs,
-                    Counter({k: v for k, v in seconds.items() if k in ("dedup_exact", "dedup_near")}))
+                    Counter({k: v for k, v in seconds.items() if k in ("dedup_exact", "dedup_near")}), sizes)
     return every.subset(alive)
 
 
@@ -259,8 +275,9 @@ def dedup_exact(cur: Curated, cfg: DataConfig, funnel: Funnel, store=None) -> Cu
                           "inserted": store.inserted, "path": str(path) if path else None}
         if path is not None:
             store.save(path)
-    funnel.step("dedup_exact", [r.text for r in records], [r.text for r in kept],
-                time.perf_counter() - t0 + cur.worker_seconds["dedup_exact"], reasons, **extra)
+    sizes = cur.utf8_sizes()
+    funnel.step_sized("dedup_exact", sizes, sizes[kept_idx], time.perf_counter() - t0 + cur.worker_seconds["dedup_exact"],
+                      reasons, **extra)
     return cur.subset(kept_idx)
 
 
@@ -299,8 +316,9 @@ def dedup_near(cur: Curated, cfg: DataConfig, funnel: Funnel, executor, log=prin
         else:
             kept.append(r)
             kept_idx.append(i)
-    funnel.step("dedup_near", texts, [r.text for r in kept], time.perf_counter() - t0 + cur.worker_seconds["dedup_near"],
-                reasons, threshold=d.near, bands=bands, rows=rows, s_curve=curve, **info)
+    sizes = cur.utf8_sizes()
+    funnel.step_sized("dedup_near", sizes, sizes[kept_idx], time.perf_counter() - t0 + cur.worker_seconds["dedup_near"],
+                      reasons, threshold=d.near, bands=bands, rows=rows, s_curve=curve, **info)
     return cur.subset(kept_idx)
 
 

@@ -53,6 +53,10 @@ class ShardResult:
     """DIGEST_BYTES per document, in order; zeros for dropped documents."""
     sigs: np.ndarray | None
     """(documents, num_perm) uint32 MinHash signatures; zero rows for dropped documents and skipped repeats."""
+    raw_sizes: np.ndarray
+    """UTF-8 bytes of each input text, int64 (the funnel's byte counts, without re-encoding in the parent)."""
+    sizes: np.ndarray
+    """UTF-8 bytes of each normalised text, int64."""
     changed: Counter
     pii: Counter
     seconds: Counter
@@ -106,7 +110,12 @@ def process_shard(job: ShardJob) -> ShardResult:
             sigs[todo] = M.signatures([texts[i] for i in todo], job.minhash)
         seconds["dedup_near"] += time.perf_counter() - t0
     back = [t if t != raw else None for t, raw in zip(texts, job.texts)]
-    return ShardResult(back, dropped, scores, b"".join(digests), sigs, norm.changed, norm.pii, seconds)
+    return ShardResult(back, dropped, scores, b"".join(digests), sigs, utf8_sizes(job.texts), utf8_sizes(texts),
+                       norm.changed, norm.pii, seconds)
+
+
+def utf8_sizes(texts: list[str]) -> np.ndarray:
+    return np.fromiter((len(t.encode("utf-8", "surrogatepass")) for t in texts), dtype=np.int64, count=len(texts))
 
 
 def signature_shard(args: tuple[list[str], M.MinHashParams]) -> np.ndarray:
