@@ -43,18 +43,21 @@ class Stage:
     """Run-directory paths it writes (files or folders)."""
     reads_if_present: tuple[str, ...] = ()
     """Paths it reads when an earlier optional stage wrote them (e.g. pretrain/); hashed when present."""
+    distributed: bool = False
+    """Under torchrun every rank runs it (it joins the process group itself); other stages run on rank 0 only."""
 
 
 STAGES: tuple[Stage, ...] = (
     Stage("data", "trainforge.data.stage:run_data", reads=(), writes=("data",)),
     Stage("pretrain", "trainforge.train.pretrain:run_pretrain", reads=(), writes=("pretrain",),
-          reads_if_present=("data/train.jsonl",)),
+          reads_if_present=("data/train.jsonl",), distributed=True),
     Stage(
         "train",
         "trainforge.train.stage:run_train",
         reads=("data/train.jsonl", "data/val.jsonl"),
         writes=("tokenizer", "model", "adapter"),
         reads_if_present=("pretrain",),
+        distributed=True,
     ),
     Stage(
         "eval",
@@ -194,6 +197,51 @@ class RunResult:
     metrics: dict[str, dict[str, float]]
 
 
+class Ranks:
+    """Under torchrun (WORLD_SIZE > 1) rank 0 owns the run directory, the manifest and tracking: it
+    decides per stage (run, cached, error) and tells the others; every rank runs the `distributed`
+    stages together, rank 0 alone the rest, and all meet at a barrier after each stage."""
+
+    def __init__(self):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.main = True
+        if self.world > 1:
+            from trainforge.train.distributed import init
+
+            self.main = init().is_main
+
+    def agree(self, decision: tuple | None) -> tuple:
+        if self.world == 1:
+            return decision
+        import torch.distributed as dist
+
+        box = [decision]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+
+def _follow_rank_zero(cfg: Config, enabled: list[Stage], only: tuple[str, ...], ranks: Ranks) -> RunResult:
+    """A rank other than 0: take rank 0's decisions, join the distributed stages, write nothing else."""
+    console.quiet = True
+    for stage in enabled:
+        if only and stage.name not in only:
+            continue
+        decision = ranks.agree(None)
+        if decision[0] == "error":
+            raise UserError(decision[1])
+        if decision[0] == "run" and stage.distributed:
+            seed_everything(cfg.seed)
+            _load_entry(stage.entry)(StageContext(cfg, cfg.run_dir, stage.name))
+        ranks.barrier()
+    return RunResult(cfg.run_dir, [], [], {})
+
+
 def run_pipeline(cfg: Config, force: tuple[str, ...] = (), only: tuple[str, ...] = ()) -> RunResult:
     """Run every stage the config enables, in order, skipping unchanged ones."""
     known = [s.name for s in STAGES]
@@ -205,6 +253,9 @@ def run_pipeline(cfg: Config, force: tuple[str, ...] = (), only: tuple[str, ...]
         enabled = [s for s in enabled if s.name in only or _before(s, only)]
     if not enabled:
         raise UserError("the config enables no stage: add a data:, train: or eval: section")
+    ranks = Ranks()
+    if not ranks.main:
+        return _follow_rank_zero(cfg, enabled, only, ranks)
 
     run_dir = cfg.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -238,14 +289,16 @@ def run_pipeline(cfg: Config, force: tuple[str, ...] = (), only: tuple[str, ...]
                 continue
             missing = [r for r in stage.reads if not (run_dir / r).exists()]
             if missing:
-                raise UserError(
-                    f"stage '{stage.name}' needs {', '.join(missing)} in {run_dir}/ — enable the stage "
-                    f"that writes it in the config, or run it first"
-                )
+                message = (f"stage '{stage.name}' needs {', '.join(missing)} in {run_dir}/ — enable the stage "
+                           f"that writes it in the config, or run it first")
+                ranks.agree(("error", message))
+                raise UserError(message)
             inputs = hash_paths(run_dir, stage.reads + stage.reads_if_present)
             key = stage_key(cfg, stage, prev_key, inputs)
             rec = stages_rec.get(stage.name, {})
             if stage.name not in force and _is_fresh(rec, key, run_dir):
+                ranks.agree(("cached",))
+                ranks.barrier()
                 console.print(f"[dim]{stage.name:>8}  cached[/]  (inputs and config unchanged)")
                 result.cached.append(stage.name)
                 result.metrics[stage.name] = rec.get("metrics", {})
@@ -253,6 +306,7 @@ def run_pipeline(cfg: Config, force: tuple[str, ...] = (), only: tuple[str, ...]
                 prev_key = key
                 continue
 
+            ranks.agree(("run",))
             console.print(f"[bold cyan]{stage.name:>8}[/]  running")
             stages_rec[stage.name] = rec = {"status": "running", "key": key, "inputs": inputs}
             write_json_atomic(run_dir / "manifest.json", manifest)
@@ -277,6 +331,7 @@ def run_pipeline(cfg: Config, force: tuple[str, ...] = (), only: tuple[str, ...]
                 metrics=metrics,
             )
             rec.pop("error", None)
+            ranks.barrier()
             console.print(f"[green]{stage.name:>8}  done[/] in {rec['seconds']:.1f}s  {_short(metrics)}")
             result.ran.append(stage.name)
             result.metrics[stage.name] = metrics
