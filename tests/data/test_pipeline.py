@@ -79,6 +79,8 @@ def test_process_pool_keeps_exactly_what_one_process_keeps(corpus_file, tmp_path
     assert (s1["dropped"].get("exact_duplicate", 0) > 0) == (exact != "off")
     assert {k: (v["docs_in"], v["docs_out"], v["bytes_out"]) for k, v in s1["steps"].items()} == \
            {k: (v["docs_in"], v["docs_out"], v["bytes_out"]) for k, v in s2["steps"].items()}
+    near = ("candidate_pairs", "confirmed_pairs", "clusters")  # confirmation in the workers vs lazily in the parent
+    assert [s1["steps"]["dedup_near"][k] for k in near] == [s2["steps"]["dedup_near"][k] for k in near]
     # the workers' signatures and digests, carried through the global steps, are those of the final texts
     from trainforge.data import bloom as B
     from trainforge.data import minhash as M

@@ -201,23 +201,44 @@ class UnionFind:
             self.parent[max(rx, ry)] = min(rx, ry)  # smallest index is the root: deterministic
 
 
-def near_duplicate_clusters(texts: list[str], sigs: np.ndarray, threshold: float, bands: int, rows: int, ngram: int) -> tuple[list[list[int]], dict]:
-    """Clusters (size ≥ 2, indices ascending) of documents whose confirmed Jaccard ≥ threshold."""
+def confirm_pairs(args: tuple[list[tuple[str, str]], float, int]) -> np.ndarray:
+    """Exact Jaccard ≥ threshold for each (text, text) pair: bool array (runs in the executor's workers)."""
+    pairs, threshold, ngram = args
+    return np.fromiter((jaccard(shingle_set(a, ngram), shingle_set(b, ngram)) >= threshold for a, b in pairs),
+                       dtype=bool, count=len(pairs))
+
+
+def near_duplicate_clusters(texts: list[str], sigs: np.ndarray, threshold: float, bands: int, rows: int, ngram: int,
+                            executor=None) -> tuple[list[list[int]], dict]:
+    """Clusters (size ≥ 2, indices ascending) of documents whose confirmed Jaccard ≥ threshold.
+
+    With a multi-worker `executor`, every candidate pair needing the exact-Jaccard check is checked
+    in the workers first (more checks than the lazy loop, which skips pairs already joined, but in
+    parallel); the union loop below is the same either way, so clusters and counts do not change."""
     pairs = candidate_pairs(sigs, bands, rows)
     uf = UnionFind(len(texts))
     confirmed = 0
     # identical signatures: P(all 128 minima agree | Jaccard < 0.8) < 0.8^128 ≈ 4e-13, so these pairs
     # (exact copies, mostly) skip the exact-Jaccard check
     identical = (sigs[pairs[:, 0]] == sigs[pairs[:, 1]]).all(axis=1) if len(pairs) else np.zeros(0, bool)
-    for (i, j), same in zip(pairs.tolist(), identical.tolist()):
+    skip_check = identical if threshold <= 0.99 else np.zeros(len(pairs), bool)
+    checked: dict[int, bool] = {}
+    if executor is not None and getattr(executor, "workers", 1) > 1 and (~skip_check).any():
+        from trainforge.data.executor import shard
+
+        todo = np.flatnonzero(~skip_check).tolist()
+        chunks = shard([(texts[i], texts[j]) for i, j in pairs[todo].tolist()], executor.workers * 4)
+        ok = np.concatenate(executor.map(confirm_pairs, [(list(c), threshold, ngram) for c in chunks]))
+        checked = dict(zip(todo, ok.tolist()))
+    for k, ((i, j), same) in enumerate(zip(pairs.tolist(), skip_check.tolist())):
         if uf.find(i) == uf.find(j):
             continue
-        if same and threshold <= 0.99:
+        if same:
             uf.union(i, j)
             confirmed += 1
             continue
         # no cache of shingle sets: ~80 bytes per shingle would make memory grow with the candidates
-        if jaccard(shingle_set(texts[i], ngram), shingle_set(texts[j], ngram)) >= threshold:
+        if checked[k] if k in checked else (jaccard(shingle_set(texts[i], ngram), shingle_set(texts[j], ngram)) >= threshold):
             uf.union(i, j)
             confirmed += 1
     groups: dict[int, list[int]] = {}

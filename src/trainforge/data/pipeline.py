@@ -300,7 +300,7 @@ def dedup_near(cur: Curated, cfg: DataConfig, funnel: Funnel, executor, log=prin
     curve = M.s_curve(bands, rows)
     log(f"near-dup: threshold {d.near}, {bands} bands × {rows} rows; P(candidate | Jaccard) = "
         + ", ".join(f"{j}: {p:.3f}" for j, p in curve.items()))
-    clusters, info = M.near_duplicate_clusters(texts, sigs, d.near, bands, rows, d.ngram)
+    clusters, info = M.near_duplicate_clusters(texts, sigs, d.near, bands, rows, d.ngram, executor)
     if d.keep == "quality" and not cur.scores:
         raise UserError("data.dedup.keep: 'quality' needs a quality filter in data.filters")
     scores = [-cur.scores.get(i, math.inf) for i in range(len(texts))]  # lower perplexity is better
