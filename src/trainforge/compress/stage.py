@@ -14,7 +14,6 @@ compress/candidate.json ({"name": null} when nothing passed: the original stays 
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import asdict
 

@@ -168,7 +168,7 @@ class ServerState:
             current = getattr(router, role)
             if version is None or version in router.rejected:
                 if role == "challenger" and current is not None:
-                    self.swap("challenger", None, f"challenger alias removed in the registry")
+                    self.swap("challenger", None, "challenger alias removed in the registry")
                 continue
             if current is not None and current.version == version:
                 continue
