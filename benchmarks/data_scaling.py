@@ -10,6 +10,7 @@ The kept ids must be identical for every worker count (checked, printed).
 Run (≈ 1 min on 2 idle cores; needs idle cores to mean anything — the load average is printed):
 
     .venv/bin/python benchmarks/data_scaling.py                 # 60k docs, workers 1 2
+    .venv/bin/python benchmarks/data_scaling.py --dedup-only    # normalise + exact + near dedup only
     .venv/bin/python benchmarks/data_scaling.py --docs 20000 --workers 1 2 4
 """
 
@@ -37,11 +38,11 @@ def write_corpus(path: Path, docs: int) -> None:
             f.write(json.dumps({"id": str(i), "text": t}, ensure_ascii=False) + "\n")
 
 
-def curate(path: Path, out: Path, workers: int, quality: bool) -> tuple[float, list[str], dict]:
+def curate(path: Path, out: Path, workers: int, quality: bool, dedup_only: bool = False) -> tuple[float, list[str], dict]:
     from trainforge.data.config import DataConfig, DedupConfig, FilterSpec, SourceConfig
     from trainforge.data.stage import curate_sources
 
-    filters = FILTERS + ([{"quality": {"drop_percentile": 5}}] if quality else [])
+    filters = FILTERS[:1] if dedup_only else FILTERS + ([{"quality": {"drop_percentile": 5}}] if quality else [])
     cfg = DataConfig(sources=[SourceConfig(path=str(path), label_field=None, id_field="id")],
                      filters=[FilterSpec(**f) for f in filters], dedup=DedupConfig(exact="hash", near=0.8))
     t0 = time.perf_counter()
@@ -49,7 +50,7 @@ def curate(path: Path, out: Path, workers: int, quality: bool) -> tuple[float, l
     return time.perf_counter() - t0, [r.id for r in cur.records], funnel.steps
 
 
-def scaling(docs: int, workers: list[int], repeat: int = 2, quality: bool = False) -> dict[int, float]:
+def scaling(docs: int, workers: list[int], repeat: int = 2, quality: bool = False, dedup_only: bool = False) -> dict[int, float]:
     """Prints the table; returns docs/s by worker count."""
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
@@ -60,15 +61,15 @@ def scaling(docs: int, workers: list[int], repeat: int = 2, quality: bool = Fals
         steps: dict[int, dict] = {}
         for _ in range(repeat):
             for w in workers:
-                seconds, ids, st = curate(path, Path(tmp) / f"out{w}", w, quality)
+                seconds, ids, st = curate(path, Path(tmp) / f"out{w}", w, quality, dedup_only)
                 if seconds < best.get(w, float("inf")):
                     best[w], steps[w] = seconds, st
                 kept[w] = ids
     load_after = os.getloadavg()
 
     base = workers[0]
-    print(f"\ndata pipeline scaling: {docs:,} synthetic Chinese docs (JSONL), filters "
-          f"{'+'.join(next(iter(f)) for f in FILTERS)}{'+quality' if quality else ''}, exact + near dedup (0.8)")
+    names = "length" if dedup_only else "+".join(next(iter(f)) for f in FILTERS) + ("+quality" if quality else "")
+    print(f"\ndata pipeline scaling: {docs:,} synthetic Chinese docs (JSONL), filters {names}, exact + near dedup (0.8)")
     print(f"machine: {os.cpu_count()} cores; load average (1 min) {load_before[0]:.2f} before, {load_after[0]:.2f} after")
     print(f"  {'workers':>7}{'seconds':>10}{'docs/s':>10}{'× ' + str(base) + ' worker':>13}{'kept':>8}  same kept ids")
     for w in workers:
@@ -85,8 +86,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--repeat", type=int, default=2, help="runs per worker count (alternating); the best counts")
     ap.add_argument("--quality", action="store_true", help="add the quality filter (reference n-gram LM perplexity)")
+    ap.add_argument("--dedup-only", action="store_true", help="only the length filter: normalise + exact + near dedup")
     args = ap.parse_args()
-    scaling(args.docs, args.workers, args.repeat, args.quality)
+    scaling(args.docs, args.workers, args.repeat, args.quality, args.dedup_only)
 
 
 if __name__ == "__main__":
