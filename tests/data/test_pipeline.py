@@ -32,7 +32,8 @@ def _run(cfg: DataConfig, out: Path, executor) -> tuple[P.Curated, dict]:
     from trainforge.data.io import read_source
 
     funnel = P.Funnel(out, seed=0)
-    cur = P.read_all(chain.from_iterable(read_source(s) for s in cfg.sources), funnel, out)
+    # a pool gets its shards while read_all reads (streamed); one process gets them in clean
+    cur = P.read_all(chain.from_iterable(read_source(s) for s in cfg.sources), funnel, out, cfg=cfg, executor=executor)
     cur = P.clean(cur, cfg, funnel, executor)
     cur = P.dedup_exact(cur, cfg, funnel)
     cur = P.dedup_near(cur, cfg, funnel, executor, log=lambda m: None)
@@ -63,8 +64,9 @@ def corpus_file(tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize("exact,workers", [("bloom", 2), ("off", 3)])
-def test_process_pool_keeps_exactly_what_one_process_keeps(corpus_file, tmp_path, exact, workers):
+def test_process_pool_keeps_exactly_what_one_process_keeps(corpus_file, tmp_path, exact, workers, monkeypatch):
     # exact off: in-shard repeats are not skipped by the workers and reach near dedup; 3 workers: other shard cuts
+    monkeypatch.setattr(P, "STREAM_BLOCK", 97)  # many shards handed out while reading (1,500 docs)
     cfg = _cfg(corpus_file, dedup=DedupConfig(exact=exact, near=0.8))
     one, s1 = _run(cfg, tmp_path / "one", LocalExecutor())
     pool = PoolExecutor(workers)

@@ -61,6 +61,10 @@ class PoolExecutor:
     def map(self, fn: Callable, args: list) -> list:
         return list(self.pool.map(fn, args))
 
+    def submit(self, fn: Callable, arg):
+        """One shard now, its result later (future.result()): lets the parent keep reading meanwhile."""
+        return self.pool.submit(fn, arg)
+
     def close(self) -> None:
         self.pool.shutdown()
 

@@ -129,6 +129,8 @@ class Curated:
     """Seconds the workers spent on a later step's per-document part (digests, signatures), summed over workers."""
     sizes: np.ndarray | None = None
     """UTF-8 bytes per record, int64, from the workers (the funnel's byte counts)."""
+    pending: list | None = None
+    """Futures of process_shard over these records in order, when read_all handed them out while reading."""
 
     def utf8_sizes(self) -> np.ndarray:
         if self.sizes is None:
@@ -147,11 +149,34 @@ class Curated:
                        None if self.sizes is None else self.sizes[np.asarray(idx, dtype=np.int64)])
 
 
-def read_all(items: Iterable, funnel: Funnel, out: Path, progress=None) -> Curated:
-    """Stream the sources; quarantined entries go straight to quarantine/records.jsonl."""
+STREAM_BLOCK = 2_000
+"""Documents per shard handed to the pool while the parent is still reading."""
+
+
+def _shard_job(texts: list[str], cfg: DataConfig) -> ShardJob:
+    d = cfg.dedup
+    params = M.MinHashParams(num_perm=d.num_perm, ngram=d.ngram) if d.near is not None else None
+    return ShardJob(texts, cfg.normalize, cfg.filters, params, skip_repeats=d.exact != "off")
+
+
+def _check_filters(cfg: DataConfig) -> None:
+    quality_at = [i for i, s in enumerate(cfg.filters) if s.quality is not None]
+    if quality_at and quality_at != [len(cfg.filters) - 1]:
+        raise UserError("data.filters: the quality filter must be the last one (its percentile is over what the others kept)")
+
+
+def read_all(items: Iterable, funnel: Funnel, out: Path, progress=None, cfg: DataConfig | None = None, executor=None) -> Curated:
+    """Stream the sources; quarantined entries go straight to quarantine/records.jsonl.
+
+    With `cfg` and a pool executor, every STREAM_BLOCK records go to the workers (process_shard) as
+    soon as they are read, so reading overlaps the per-document work; `clean` collects the results."""
     import json
 
     t0 = time.perf_counter()
+    submit = getattr(executor, "submit", None) if cfg is not None else None
+    if submit is not None:
+        _check_filters(cfg)
+    pending, sent = [], 0
     records: list[Record] = []
     reasons: Counter = Counter()
     (out / "quarantine").mkdir(parents=True, exist_ok=True)
@@ -164,11 +189,16 @@ def read_all(items: Iterable, funnel: Funnel, out: Path, progress=None) -> Curat
                 qf.write(json.dumps(item.to_json(), ensure_ascii=False) + "\n")
             else:
                 records.append(item)
+                if submit is not None and len(records) - sent >= STREAM_BLOCK:
+                    pending.append(submit(process_shard, _shard_job([r.text for r in records[sent:]], cfg)))
+                    sent = len(records)
+    if submit is not None and sent < len(records):
+        pending.append(submit(process_shard, _shard_job([r.text for r in records[sent:]], cfg)))
     n_q = sum(reasons.values())
     funnel.merge("read", {"docs_in": len(records) + n_q, "docs_out": len(records), "bytes_in": None,
                           "bytes_out": nbytes(r.text for r in records), "quarantined": n_q,
                           "quarantine_reasons": dict(reasons), "seconds": time.perf_counter() - t0})
-    return Curated(records, len(records) + n_q, n_q)
+    return Curated(records, len(records) + n_q, n_q, pending=pending if submit is not None else None)
 
 
 def _n_shards(executor, n: int) -> int:
@@ -177,16 +207,14 @@ def _n_shards(executor, n: int) -> int:
 
 def clean(cur: Curated, cfg: DataConfig, funnel: Funnel, executor) -> Curated:
     """Normalise and filter (per shard), then the quality filter's percentile cut (global)."""
-    quality_at = [i for i, s in enumerate(cfg.filters) if s.quality is not None]
-    if quality_at and quality_at != [len(cfg.filters) - 1]:
-        raise UserError("data.filters: the quality filter must be the last one (its percentile is over what the others kept)")
+    _check_filters(cfg)
     records = cur.records
     raw = [r.text for r in records]
-    d = cfg.dedup
-    params = M.MinHashParams(num_perm=d.num_perm, ngram=d.ngram) if d.near is not None else None
-    jobs = [ShardJob(list(part), cfg.normalize, cfg.filters, params, skip_repeats=d.exact != "off")
-            for part in shard(raw, _n_shards(executor, len(raw)))]
-    results = executor.map(process_shard, jobs)
+    params = M.MinHashParams(num_perm=cfg.dedup.num_perm, ngram=cfg.dedup.ngram) if cfg.dedup.near is not None else None
+    if cur.pending is not None:  # submitted by read_all while reading
+        results = [f.result() for f in cur.pending]
+    else:
+        results = executor.map(process_shard, [_shard_job(list(part), cfg) for part in shard(raw, _n_shards(executor, len(raw)))])
     texts = [t if t is not None else raw[i] for i, t in enumerate(t for res in results for t in res.texts)]
     blob = b"".join(res.digests for res in results)
     digests = [blob[k : k + DIGEST_BYTES] for k in range(0, len(blob), DIGEST_BYTES)]

@@ -77,7 +77,7 @@ def curate_in_chunks(cfg: DataConfig, out: Path, seed: int, sink, workers: int |
     try:
         with progress_bar("curate", total=None, unit="docs") as bar:
             while chunk := list(islice(items, chunk_docs)):
-                cur = P.read_all(chunk, funnel, out, bar)
+                cur = P.read_all(chunk, funnel, out, bar, cfg, executor)
                 cur = P.clean(cur, cfg, funnel, executor)
                 cur = P.dedup_exact(cur, cfg, funnel, store)
                 read, quarantined, kept = read + cur.read, quarantined + cur.quarantined, kept + sink(cur.records, funnel)
@@ -94,7 +94,7 @@ def curate_sources(cfg: DataConfig, out: Path, seed: int, workers: int | None = 
     executor = make_executor(cfg.executor, workers or cfg.workers)
     try:
         with progress_bar("read", total=None, unit="docs") as bar:
-            cur = P.read_all(chain.from_iterable(read_source(s) for s in cfg.sources), funnel, out, bar)
+            cur = P.read_all(chain.from_iterable(read_source(s) for s in cfg.sources), funnel, out, bar, cfg, executor)
         cur = P.clean(cur, cfg, funnel, executor)
         cur = P.dedup_exact(cur, cfg, funnel)
         cur = P.dedup_near(cur, cfg, funnel, executor, log=lambda m: console.print(f"[dim]{m}[/]"))
