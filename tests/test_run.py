@@ -141,3 +141,20 @@ def test_mlflow_tracking_logs_params_metrics_and_artifacts(tmp_path, reviews_jso
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"report.html", "manifest.json", "config.resolved.yaml"} <= artifacts
     assert run.info.status == "FINISHED"
+
+
+def test_same_config_same_weights_in_fresh_processes(tiny_config, tmp_path):
+    """Two fresh `trainforge run`s of one config write byte-identical weights (torch is seeded even
+    when no stage imported it before the model is built)."""
+    import hashlib
+    import os
+    import subprocess
+    import sys
+
+    digests = []
+    for name in ("first", "second"):
+        proc = subprocess.run([sys.executable, "-m", "trainforge", "train", str(tiny_config), f"name={name}"],
+                              capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        digests.append(hashlib.sha256((tmp_path / "runs" / name / "model" / "model.safetensors").read_bytes()).hexdigest())
+    assert digests[0] == digests[1]

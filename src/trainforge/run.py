@@ -167,18 +167,15 @@ def write_json_atomic(path: Path, obj: Any) -> None:
 
 
 def seed_everything(seed: int) -> None:
+    """Seed every generator a stage may draw from, before each stage. torch is imported here even
+    if no stage has loaded it yet: a stage that imports it later (and builds a model) must not start
+    from an unseeded generator, or two runs of one config differ."""
+    import numpy as np
+    import torch
+
     random.seed(seed)
-    os.environ["PYTHONHASHSEED"] = str(seed)
-    try:
-        import numpy as np
-
-        np.random.seed(seed)
-    except ImportError:
-        pass
-    import sys
-
-    if "torch" in sys.modules:
-        sys.modules["torch"].manual_seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
 
 
 def _load_entry(entry: str) -> Callable[[StageContext], dict]:
