@@ -152,15 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import os
-
-    # our own progress bars and messages speak for every command; silence the libraries' duplicates
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     parser = build_parser()
     args = parser.parse_args(argv)
+    from trainforge.console import quiet_libraries
     from trainforge.errors import StageFailed, UserError
+
+    quiet_libraries()
 
     try:
         return int(args.func(args) or 0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -18,6 +19,14 @@ from rich.progress import (
 from rich.text import Text
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def quiet_libraries() -> None:
+    """Our own progress bars and messages speak for every command; silence the libraries' duplicates
+    (Hugging Face download/loading bars, transformers' warnings, tokenizers' fork warning)."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 class RateColumn(ProgressColumn):

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from trainforge.config import Config, dump_config
-from trainforge.console import console
+from trainforge.console import console, quiet_libraries
 from trainforge.errors import StageFailed, UserError
 
 
@@ -268,9 +268,7 @@ def run_pipeline(cfg: Config, force: tuple[str, ...] = (), only: tuple[str, ...]
     manifest.setdefault("created", manifest["updated"])
     stages_rec: dict = manifest.setdefault("stages", {})
 
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    quiet_libraries()
     from trainforge.tracking import Tracker
 
     tracker = Tracker(cfg)

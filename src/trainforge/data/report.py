@@ -4,15 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from trainforge.report.html import esc, fig_tag, read_json, table
+from trainforge.report.html import esc, fig_tag, pyplot, read_json, table
 
 
 def _funnel_chart(stats: dict):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     names = list(stats["steps"])
     # documents entering the pipeline, then what each step lets through
     counts = [stats["read"]] + [stats["steps"][k]["docs_out"] for k in names]

@@ -4,16 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from trainforge.report.html import esc, fig_tag, read_json, table
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from trainforge.report.html import esc, fig_tag, pyplot, read_json, table
 
 
 def _smooth(ys: list[float], window: int) -> list[float]:
@@ -41,7 +32,7 @@ def training(run_dir: Path) -> str | None:
     pre = pretraining(run_dir)
     if not st:
         return f"<h2>Training</h2>{pre}" if pre else None
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 3.2))
     hist = st["log_history"]
     window = max(1, len(hist) // 50)
