@@ -77,3 +77,18 @@ def test_report_on_missing_run_exits_2(tmp_path):
 def test_models_list(capsys):
     assert main(["models", "list"]) == 0
     assert "encoder-tiny" in capsys.readouterr().out
+
+
+
+def test_overrides_may_follow_options(tmp_path):
+    """`run CONFIG --only data name=x`: the overrides after an option still count; a stray option does not."""
+    import pytest
+
+    from trainforge.cli import parse
+
+    args = parse(["run", "c.yaml", "train.lr=0.1", "--only", "data", "train.lr=0.5", "name=y", "--force", "train"])
+    assert args.overrides == ["train.lr=0.1", "train.lr=0.5", "name=y"]
+    assert args.only == ["data"] and args.force == ["train"]
+    for bad in (["run", "c.yaml", "--only", "data", "--bogus"], ["report", "runs/x", "name=y"]):
+        with pytest.raises(SystemExit):
+            parse(bad)
