@@ -5,6 +5,7 @@ Reads data/train.jsonl and data/val.jsonl (and pretrain/ when `train.model: pret
     model/              config.json (with id2label), model.safetensors, tokenizer files,
                         trainer_state.json (loss curve, evals, tokens/s, trainable share)
                         — for LoRA the adapter merged into the base (merge-and-export)
+                        — for prompt/prefix (and unmerged LoRA) the peft adapter + base/ (models/load.py)
     adapter/            LoRA / prompt / prefix adapters: load with peft.PeftModel.from_pretrained
     checkpoints/train/  resumable state (`trainforge train CONFIG --resume`)
 """
@@ -102,6 +103,10 @@ def run_train(ctx) -> dict:
         tokenizer.save_pretrained(ctx.path("tokenizer"))
 
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
+    if main and keeps_adapter(cfg):  # model/base/: the untouched base the adapter in model/ applies to
+        from trainforge.models.load import save_base
+
+        save_base(model, ctx.path("model"))
     setup = apply_method(model, cfg, steps_per_epoch)
     model = setup.model
     n_params, n_trainable = count_parameters(model)
@@ -155,13 +160,22 @@ def run_train(ctx) -> dict:
     return metrics
 
 
+def keeps_adapter(cfg: TrainConfig) -> bool:
+    """model/ holds an unmerged peft adapter plus model/base/ (prompt, prefix, unmerged LoRA)."""
+    return cfg.method in ("prompt", "prefix") or (cfg.method == "lora" and not cfg.lora.merge)
+
+
 def save_model(model, is_peft: bool, cfg: TrainConfig, tokenizer, model_dir: Path, adapter_dir: Path) -> None:
-    """HF format with the tokenizer. LoRA: adapter/ plus the merged model in model/ (merge-and-export);
-    prompt/prefix tuning cannot merge, so they write adapter/ only (load with peft.PeftModel)."""
+    """HF format with the tokenizer. LoRA: adapter/ plus the merged model in model/ (merge-and-export).
+    Prompt/prefix tuning cannot merge (nor LoRA with lora.merge=false): adapter/, and model/ holds the
+    adapter beside the base saved in model/base/ (layout and loader: trainforge/models/load.py)."""
     if is_peft:
         model.save_pretrained(adapter_dir, safe_serialization=True)
         tokenizer.save_pretrained(adapter_dir)
-        if cfg.method != "lora" or not cfg.lora.merge:
+        if keeps_adapter(cfg):
+            from trainforge.models.load import save_adapter_dir
+
+            save_adapter_dir(model, tokenizer, model_dir)
             return
         model = model.merge_and_unload()
     model.save_pretrained(model_dir, safe_serialization=True)
