@@ -59,13 +59,15 @@ def load_variant(model_dir: str | Path) -> nn.Module:
     from safetensors.torch import load_file
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
+    from trainforge.models.load import load_classifier
+
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
         raise UserError(f"{model_dir}: no config.json — not a model folder (expected e.g. runs/<name>/compress/int8_dynamic)")
     meta = read_meta(model_dir)
     fmt = meta.get("format")
     if fmt == "hf":
-        return AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+        return load_classifier(model_dir)
     config = AutoConfig.from_pretrained(model_dir)
     model = AutoModelForSequenceClassification.from_config(config)
     if fmt == "hf-structured":

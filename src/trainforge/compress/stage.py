@@ -102,13 +102,14 @@ def save_structured(cfg, model, tokenizer, ctx, train, label2id, pad_id, save) -
 
 def run_compress(ctx) -> dict:
     import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoTokenizer
 
     from trainforge.compress.gates import choose_candidate, judge
     from trainforge.compress.load import load_variant
     from trainforge.compress.measure import (Measurement, latency_batches, latency_table, param_count, score,
                                              weights_size_mb)
     from trainforge.compress.quantize import linear_weight_bytes
+    from trainforge.models.load import load_classifier, refuse_virtual_tokens
     from trainforge.run import write_json_atomic
 
     cfg: CompressConfig = ctx.section
@@ -118,7 +119,10 @@ def run_compress(ctx) -> dict:
     out.mkdir()
     model_dir = ctx.path("model")
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    model = load_classifier(model_dir)  # a plain HF dir, or an adapter + base/ (unmerged LoRA merges on load)
+    refuse_virtual_tokens(model, model_dir, "compress writes every variant as a plain transformers model (int8, pruned, "
+                          "distilled, ONNX), which has no place for peft's learned virtual tokens",
+                          "remove the compress: section, or train with method lora or full to compress the model")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     label2id = {k: int(v) for k, v in model.config.label2id.items()}
     split = encode_split(read_jsonl(ctx.path("data", f"{cfg.split}.jsonl")), tokenizer, label2id, f"data/{cfg.split}.jsonl")

@@ -8,6 +8,11 @@ Rollout (Abnar & Zuidema, 2020): average the heads of each layer, add the residu
 (0.5·A + 0.5·I), renormalise rows, and multiply the layers: R = Â_L · … · Â_1. Row q of R is how
 much each input token flows into position q at the top, where q is the token the classification
 head reads ([CLS] at 0 for an encoder, the last token for a decoder).
+
+A prompt-tuned model (train.method=prompt) is drawn with its learned virtual tokens as the first
+positions, named <p0> <p1> …: they are real positions every layer attends to, and an encoder's
+head reads the first of them. A prefix-tuned model's per-layer key/value prefixes are keys only:
+each is given a row that attends to itself, so rollout shows how much flows into the prefix.
 """
 
 from __future__ import annotations
@@ -18,16 +23,16 @@ from pathlib import Path
 import numpy as np
 
 from trainforge.evaluate.plots import plot_attention_heads, plot_rollout
+from trainforge.models.load import virtual_tokens
 
 MAX_LAYERS_SHOWN = 4  # a 24-layer model gets first, two middle and last: a grid a person can read
 MAX_HEADS_SHOWN = 4  # a 32-head model shows heads 0-3: each heatmap carries its tokens, so the grid is slow to draw
 
 
 def load_eager_classifier(model_dir: Path):
-    from transformers import AutoModelForSequenceClassification
+    from trainforge.models.load import load_classifier
 
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir, attn_implementation="eager")
-    return model.eval()
+    return load_classifier(model_dir, attn_implementation="eager")
 
 
 def classifier_position(model, n_tokens: int) -> int:
@@ -50,14 +55,20 @@ def token_strings(tokenizer, text: str, max_tokens: int) -> tuple[list[int], lis
 
 
 def attention_maps(model, ids: list[int]) -> np.ndarray:
-    """(L, H, T, T) attention probabilities for one unpadded example."""
+    """(L, H, T, T) attention probabilities for one unpadded example; T counts virtual tokens, if any."""
     import torch
 
     with torch.no_grad():
         out = model(input_ids=torch.tensor([ids]), output_attentions=True)
     if not out.attentions or out.attentions[0] is None:
         raise RuntimeError(f"{type(model).__name__} returned no attentions (load it with attn_implementation='eager')")
-    return torch.stack([a[0].float() for a in out.attentions]).numpy()
+    attn = torch.stack([a[0].float() for a in out.attentions]).numpy()  # L, H, queries, keys
+    extra = attn.shape[-1] - attn.shape[-2]
+    if extra > 0:  # prefix tuning: `extra` key-only positions in front; give each a self-attending row
+        rows = np.zeros(attn.shape[:2] + (extra, attn.shape[-1]), dtype=attn.dtype)
+        rows[..., np.arange(extra), np.arange(extra)] = 1.0
+        attn = np.concatenate([rows, attn], axis=-2)
+    return attn
 
 
 def attention_rollout(attn: np.ndarray) -> np.ndarray:
@@ -96,10 +107,13 @@ def draw_attention(model, tokenizer, rows: list[dict], labels: list[str], probs:
         row = rows[i]
         ids, tokens = token_strings(tokenizer, row["text"], max_tokens)
         attn = attention_maps(model, ids)
+        kind, n_virtual = virtual_tokens(model)
+        tokens = [f"<p{j}>" for j in range(n_virtual)] + tokens
         layers = shown_layers(attn.shape[0])
         heads = attn[layers][:, :MAX_HEADS_SHOWN]
         rollout = attention_rollout(attn)
-        query = classifier_position(model, len(ids))
+        # prompt: the head reads the sequence with the virtual tokens in front; prefix: the input's own positions
+        query = classifier_position(model, len(tokens)) if kind != "prefix" else n_virtual + classifier_position(model, len(ids))
         pred = labels[int(probs[i].argmax())]
         title = f"{row['id']} · label {row['label']} · predicted {pred} ({probs[i].max():.2f})"
         heads_png, rollout_png = out_dir / f"{n:02d}_heads.png", out_dir / f"{n:02d}_rollout.png"

@@ -42,9 +42,10 @@ def run_harness(model_dir: Path, task_dir: Path, tasks: list[str] | None = None,
         from lm_eval.tasks import TaskManager
     except ImportError:
         raise UserError("--lm-eval needs lm-evaluation-harness: pip install 'lm-eval>=0.4' (or trainforge[lm-eval])") from None
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     from trainforge.evaluate.lm import is_causal_lm
+    from trainforge.models.load import load_causal_lm, refuse_virtual_tokens
 
     if not task_dir.is_dir():
         raise UserError(f"--lm-eval {task_dir}: no such folder of task YAML files")
@@ -56,7 +57,9 @@ def run_harness(model_dir: Path, task_dir: Path, tasks: list[str] | None = None,
     if not tasks or unknown:
         raise UserError(f"--lm-eval-tasks: {', '.join(unknown) or '(none)'} not defined in {task_dir} (it defines: {', '.join(known) or 'nothing'})")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    model = load_causal_lm(model_dir)
+    refuse_virtual_tokens(model, model_dir, "lm-evaluation-harness scores a plain transformers model and would skip the "
+                          "learned virtual tokens", "train with method lora or full to score it with --lm-eval")
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device="cpu")
     out = simple_evaluate(model=lm, tasks=tasks, limit=limit, task_manager=TaskManager(include_path=str(task_dir), include_defaults=False),

@@ -54,7 +54,8 @@ def text_nll(model, tokenizer, texts: list[str], max_length: int, batch_size: in
             mask = torch.zeros((len(chunk), width), dtype=torch.long)
             for r, s in enumerate(chunk):
                 ids[r, : len(s)], mask[r, : len(s)] = torch.tensor(s), 1
-            logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()  # B, T-1, V
+            # the last `width` positions: a prompt-tuned model prepends its virtual tokens' logits
+            logits = model(input_ids=ids, attention_mask=mask).logits[:, -width:][:, :-1].float()  # B, T-1, V
             target, tmask = ids[:, 1:], mask[:, 1:].bool()
             nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), target, reduction="none")
             total += float(nll[tmask].sum())
@@ -73,12 +74,13 @@ def retrieval_answers(train_prompts: list[str], train_answers: list[str], prompt
 
 def evaluate_lm(model_dir, rows: list[dict], train_rows: list[dict], config, generate_n: int) -> dict:
     """metrics.json for a causal LM: {"task", "model": {...}, "baseline": {...}, "compared": [...]}."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     from trainforge.evaluate.ngram_lm import CharNgramLM
+    from trainforge.models.load import load_causal_lm
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    model = load_causal_lm(model_dir)
     max_length = config.train.max_length if config.train else 512
     texts = [r["text"] for r in rows if r.get("text")]
     nll, n_tok, covered = text_nll(model, tokenizer, texts, max_length)

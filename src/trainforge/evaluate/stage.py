@@ -51,7 +51,9 @@ def _one_thread_for_small(model) -> None:
 
 
 def _run_eval(ctx) -> dict:
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoTokenizer
+
+    from trainforge.models.load import load_classifier
 
     cfg: EvalConfig = ctx.section
     out = ctx.path("eval")
@@ -75,7 +77,7 @@ def _run_eval(ctx) -> dict:
         flat.update({f"baseline_{k}": v for k, v in metrics["baseline"].items() if isinstance(v, float)})
         return flat
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    model = load_classifier(model_dir)
     _one_thread_for_small(model)
     id2label = {int(k): v for k, v in model.config.id2label.items()}
     labels = [id2label[i] for i in sorted(id2label)]

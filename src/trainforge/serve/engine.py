@@ -47,14 +47,16 @@ class ClassifierEngine:
 
     @classmethod
     def load(cls, path: Path) -> "ClassifierEngine":
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoTokenizer
+
+        from trainforge.models.load import load_classifier
 
         if (path / "trainforge_compression.json").is_file():  # a compress/ variant (int8, pruned): its own loader
             from trainforge.compress.load import load_variant
 
             model = load_variant(path)
         else:
-            model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True).eval()
+            model = load_classifier(path, use_safetensors=True)  # a plain HF dir, or a prompt/prefix adapter + base/
         tokenizer = AutoTokenizer.from_pretrained(path)
         if tokenizer.pad_token_id is None:  # decoder classifiers often ship without a pad token
             tokenizer.pad_token = tokenizer.eos_token
@@ -90,9 +92,13 @@ class GeneratorEngine:
 
     @classmethod
     def load(cls, path: Path) -> "GeneratorEngine":
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoTokenizer
 
-        model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True).eval()
+        from trainforge.models.load import load_causal_lm, refuse_virtual_tokens
+
+        model = load_causal_lm(path, use_safetensors=True)
+        refuse_virtual_tokens(model, path, "serve's KV-cache decoder feeds the model one new token at a time and "
+                              "cannot carry peft's virtual tokens", "train the generator with method lora or full to serve it")
         tokenizer = AutoTokenizer.from_pretrained(path)
         eos = model.generation_config.eos_token_id if model.generation_config else None
         eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])

@@ -114,6 +114,29 @@ def lora_targets(model) -> list[str] | str:
     return list(targets) if targets else "all-linear"
 
 
+def _probe_prefix_classifier(wrapped) -> None:
+    """One tiny forward, so a peft/transformers pair that cannot run prefix tuning on this classifier fails
+    here with a sentence rather than at the first training step. (peft 0.21 looks for a `past_key_values`
+    argument in the model's forward signature; transformers 5.2x calls it `cache`, so peft refuses.)"""
+    import torch
+
+    ids = torch.tensor([[wrapped.config.pad_token_id or 0] * 2])
+    was_training = wrapped.training
+    try:
+        with torch.no_grad():
+            wrapped.eval()  # no dropout: the probe must not draw from the seeded RNG
+            wrapped(input_ids=ids, attention_mask=torch.ones_like(ids))
+    except ValueError as e:
+        import peft
+        import transformers
+
+        raise UserError(f"train.method=prefix: peft {peft.__version__} cannot run prefix tuning on "
+                        f"{type(wrapped.get_base_model()).__name__} with transformers {transformers.__version__} ({e}); "
+                        f"use train.method=prompt or lora for this classifier") from None
+    finally:
+        wrapped.train(was_training)
+
+
 def _peft(model, cfg: TrainConfig) -> MethodSetup:
     import peft
 
@@ -132,5 +155,7 @@ def _peft(model, cfg: TrainConfig) -> MethodSetup:
         wrapped = peft.get_peft_model(model, pcfg)
     except ValueError as e:
         raise UserError(f"train.method={cfg.method}: peft cannot adapt {type(model).__name__}: {e}") from None
+    if cfg.method == "prefix" and cfg.task == "classification":
+        _probe_prefix_classifier(wrapped)
     named = [(n, p) for n, p in wrapped.named_parameters() if p.requires_grad]
     return MethodSetup(wrapped, [(named, 1.0)], peft=True)
