@@ -166,6 +166,9 @@ def test_unmerged_lora_run_loads_as_the_merged_model(root):
     run_pipeline(_config(root, "lora", {"method": "lora", "lora": {"r": 4, "merge": False}}))
     rd = root / "lora"
     assert (rd / "model" / "adapter_config.json").is_file() and (rd / "model" / "base" / "model.safetensors").is_file()
+    recorded = json.loads((rd / "model" / "adapter_config.json").read_text())
+    recorded["base_model_name_or_path"] = str(root / "moved-away")  # the training-time base path is gone: no matter
+    (rd / "model" / "adapter_config.json").write_text(json.dumps(recorded))
     model = load_classifier(rd / "model")
     assert type(model).__name__ == "LlamaForSequenceClassification"  # merged on load: a plain transformers model
     batch = AutoTokenizer.from_pretrained(rd / "model")(["服务很好", "质量太差了"], padding=True, return_tensors="pt")
