@@ -72,7 +72,6 @@ def _reference_classifier(root, run_dir):
 def test_prompt_tuned_classifier_is_evaluated_served_and_refused_by_compress(root):
     from transformers import AutoTokenizer
 
-    from trainforge.evaluate.adversarial import Classifier
     from trainforge.serve.engine import load_engine
     from tests.serve.servers import start_server
 
@@ -87,14 +86,16 @@ def test_prompt_tuned_classifier_is_evaluated_served_and_refused_by_compress(roo
     assert "model.safetensors" not in files  # nothing a plain from_pretrained could mistake for the trained model
     assert (rd / "adapter" / "adapter_model.safetensors").is_file()
 
-    # eval's probabilities = peft's own model over the same texts and batches
+    # eval's probabilities (batches of 4, padded) = peft's own model, one unpadded text at a time
     tokenizer = AutoTokenizer.from_pretrained(rd / "model")
     rows = [json.loads(line) for line in (rd / "data" / "test.jsonl").read_text().splitlines()]
-    reference = Classifier(_reference_classifier(root, rd), tokenizer, 4).probs([r["text"] for r in rows])
+    peft_model = _reference_classifier(root, rd)
+    with torch.no_grad():
+        reference = torch.cat([peft_model(**tokenizer([r["text"]], truncation=True, return_tensors="pt")).logits.softmax(-1) for r in rows])
     predicted = [json.loads(line) for line in (rd / "eval" / "predictions.jsonl").read_text().splitlines()]
     labels = json.loads((rd / "eval" / "metrics.json").read_text())["labels"]
     got = torch.tensor([[p["probabilities"][lab] for lab in labels] for p in predicted])
-    assert torch.allclose(got, torch.tensor(reference, dtype=torch.float32), atol=2e-5)  # predictions.jsonl rounds to 5 places
+    assert torch.allclose(got, reference, atol=2e-5)  # predictions.jsonl rounds to 5 places
     drawn = json.loads((rd / "eval" / "analysis.json").read_text())["attention"]
     assert drawn[0]["tokens"][:3] == ["<p0>", "<p1>", "<p2>"] and (rd / "eval" / "attention" / drawn[0]["rollout_png"]).is_file()
 
@@ -104,6 +105,8 @@ def test_prompt_tuned_classifier_is_evaluated_served_and_refused_by_compress(roo
     want = _reference_classifier(root, rd)(**tokenizer([text], return_tensors="pt")).logits.softmax(-1)[0]
     got = engine.classify([text])[0]
     assert [got[lab] for lab in engine.labels] == pytest.approx(want.tolist(), abs=1e-5)
+    # a text's answer does not depend on the longer texts batched with it (the head reads its last real token)
+    assert engine.classify([text, "房间很干净，服务很好，质量不错，很满意，推荐"])[0] == pytest.approx(got, abs=1e-6)
 
     # … and over HTTP: /v1/classify and the OpenAI chat endpoint
     server, _ = start_server(str(rd))
@@ -183,3 +186,19 @@ def test_adapter_dir_without_base_is_a_user_error(tmp_path):
     (tmp_path / "model" / "adapter_config.json").write_text('{"peft_type": "PROMPT_TUNING"}')
     with pytest.raises(UserError, match="no base model in .*base"):
         load_classifier(tmp_path / "model")
+
+
+def test_prompt_tuned_decoder_classifier_trains_on_the_last_real_token(llama_classifier):
+    """The model the loop trains (methods.py), not only the loaded one, reads each row's last real token."""
+    from tests.train.conftest import PAD
+    from trainforge.train.config import TrainConfig
+    from trainforge.train.methods import apply_method
+
+    model = apply_method(llama_classifier, TrainConfig(method="prompt", prompt={"virtual_tokens": 3}), 1).model.eval()
+    short, long = [1, 9, 10, 2], [1, 11, 12, 13, 14, 15, 16, 2]
+    batch = torch.tensor([short + [PAD] * 4, long])
+    mask = (torch.arange(8) < torch.tensor([[4], [8]])).long()
+    with torch.no_grad():
+        alone = model(input_ids=torch.tensor([short])).logits[0]
+        batched = model(input_ids=batch, attention_mask=mask).logits[0]
+    assert torch.allclose(alone, batched, atol=1e-5)

@@ -157,5 +157,9 @@ def _peft(model, cfg: TrainConfig) -> MethodSetup:
         raise UserError(f"train.method={cfg.method}: peft cannot adapt {type(model).__name__}: {e}") from None
     if cfg.method == "prefix" and cfg.task == "classification":
         _probe_prefix_classifier(wrapped)
+    if cfg.method == "prompt" and cfg.task == "classification":
+        from trainforge.models.load import pool_last_real_token
+
+        pool_last_real_token(wrapped)  # a decoder's head must read the last real token, not a pad (see there)
     named = [(n, p) for n, p in wrapped.named_parameters() if p.requires_grad]
     return MethodSetup(wrapped, [(named, 1.0)], peft=True)
