@@ -33,7 +33,7 @@ def teacher_layers_for(n_teacher: int, n_student: int) -> list[int]:
 
 def build_student(teacher: nn.Module, n_layers: int | None, from_teacher: bool = True) -> tuple[nn.Module, list[int]]:
     """A copy of the teacher's architecture with fewer blocks, initialised from the teacher (or at random)."""
-    from transformers import AutoModelForSequenceClassification
+    from trainforge.models.load import classifier_from_config
 
     n_teacher = teacher.config.num_hidden_layers
     n_layers = n_layers or max(1, n_teacher // 2)
@@ -46,7 +46,7 @@ def build_student(teacher: nn.Module, n_layers: int | None, from_teacher: bool =
     config.num_hidden_layers = n_layers
     if isinstance(getattr(config, "layer_types", None), list):  # per-layer attention kinds (Llama-style configs)
         config.layer_types = [config.layer_types[i] for i in mapping]
-    student = AutoModelForSequenceClassification.from_config(config)
+    student = classifier_from_config(config)  # the teacher's class: a concat-pooled teacher gets a concat-pooled student
     if not from_teacher:
         return student, mapping
     position = {t: j for j, t in enumerate(mapping)}

@@ -57,9 +57,9 @@ def read_meta(model_dir: Path) -> dict:
 def load_variant(model_dir: str | Path) -> nn.Module:
     """The model in `model_dir`, whichever way it was compressed, in eval mode."""
     from safetensors.torch import load_file
-    from transformers import AutoConfig, AutoModelForSequenceClassification
+    from transformers import AutoConfig
 
-    from trainforge.models.load import load_classifier
+    from trainforge.models.load import classifier_from_config, load_classifier
 
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
@@ -69,7 +69,7 @@ def load_variant(model_dir: str | Path) -> nn.Module:
     if fmt == "hf":
         return load_classifier(model_dir)
     config = AutoConfig.from_pretrained(model_dir)
-    model = AutoModelForSequenceClassification.from_config(config)
+    model = classifier_from_config(config)
     if fmt == "hf-structured":
         from trainforge.compress.prune import reshape_like
 

@@ -58,9 +58,37 @@ def save_adapter_dir(peft_model, tokenizer, model_dir: Path) -> None:
 def load_classifier(model_dir: str | Path, **kwargs):
     """A sequence classifier from a plain HF directory or an adapter directory, in eval mode.
     `kwargs` go to the (base) model's from_pretrained, e.g. attn_implementation="eager"."""
+    model_dir = Path(model_dir)
+    config_dir = model_dir / BASE_DIR if is_adapter_dir(model_dir) else model_dir
+    return _load(model_dir, classifier_class(_architectures(config_dir)), kwargs)
+
+
+def classifier_class(architectures: list[str] | None):
+    """The class that rebuilds a saved classifier: ours for concat pooling (models/pooling.py), else Auto."""
     from transformers import AutoModelForSequenceClassification
 
-    return _load(Path(model_dir), AutoModelForSequenceClassification, kwargs)
+    from trainforge.models.pooling import ARCHITECTURE
+
+    if architectures and architectures[0] == ARCHITECTURE:
+        from trainforge.models.pooling import LlamaForConcatPoolClassification
+
+        return LlamaForConcatPoolClassification
+    return AutoModelForSequenceClassification
+
+
+def classifier_from_config(config):
+    """A freshly initialised classifier of the architecture `config` records (compressed variants, students)."""
+    from transformers import AutoModelForSequenceClassification
+
+    cls = classifier_class(getattr(config, "architectures", None))
+    return cls.from_config(config) if cls is AutoModelForSequenceClassification else cls(config)
+
+
+def _architectures(model_dir: Path) -> list[str] | None:
+    import json
+
+    p = model_dir / "config.json"
+    return json.loads(p.read_text()).get("architectures") if p.is_file() else None
 
 
 def load_causal_lm(model_dir: str | Path, **kwargs):

@@ -99,11 +99,22 @@ def build_causal_lm(spec: str, vocab_size: int, max_positions: int, dropout: flo
 
 
 def build_classifier(spec: str, vocab_size: int, num_labels: int, max_length: int, dropout: float,
-                     id2label: dict[int, str], pad_token_id: int, run_dir: Path | None = None, **extra):
-    """A sequence classifier: a fresh preset, or a pretrained directory (encoder or decoder) with a new head."""
+                     id2label: dict[int, str], pad_token_id: int, run_dir: Path | None = None, pooling: str = "last",
+                     **extra):
+    """A sequence classifier: a fresh preset, or a pretrained directory (encoder or decoder) with a new head.
+    pooling="concat" gives a Llama decoder ULMFiT's [last; mean; max] head (models/pooling.py)."""
     from transformers import AutoConfig, AutoModelForSequenceClassification, BertForSequenceClassification, LlamaForSequenceClassification
 
     target = resolve_model(spec, run_dir)
+    decoder_cls, pretrained_cls = LlamaForSequenceClassification, AutoModelForSequenceClassification
+    if pooling == "concat":
+        from trainforge.models.pooling import LlamaForConcatPoolClassification
+
+        family = target.family if isinstance(target, Preset) else AutoConfig.from_pretrained(target).model_type
+        if family != "llama":
+            raise UserError(f"train.pooling=concat is for Llama decoders; train.model '{spec}' is {family} "
+                            f"(encoders pool [CLS]): set train.pooling=last")
+        decoder_cls = pretrained_cls = LlamaForConcatPoolClassification
     label2id = {v: k for k, v in id2label.items()}
     head = dict(num_labels=num_labels, id2label=id2label, label2id=label2id)
     if not isinstance(target, Preset):
@@ -111,9 +122,9 @@ def build_classifier(spec: str, vocab_size: int, num_labels: int, max_length: in
         drop = {k: dropout for k in ("hidden_dropout_prob", "attention_probs_dropout_prob", "attention_dropout") if hasattr(config, k)}
         if config.pad_token_id is None:  # decoders find the last real token through pad_token_id
             drop["pad_token_id"] = pad_token_id
-        return AutoModelForSequenceClassification.from_pretrained(target, **head, **drop)
+        return pretrained_cls.from_pretrained(target, **head, **drop)
     config = preset_config(target, vocab_size, max_length, dropout, {"pad_token_id": pad_token_id}, **head, **extra)
-    cls = BertForSequenceClassification if target.family == "bert" else LlamaForSequenceClassification
+    cls = BertForSequenceClassification if target.family == "bert" else decoder_cls
     return cls(config)
 
 

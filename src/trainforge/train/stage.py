@@ -92,7 +92,7 @@ def run_train(ctx) -> dict:
         train, val, labels = classification_data(tokenizer, cfg, train_rows, val_rows)
         id2label = dict(enumerate(labels))
         model = build_classifier(cfg.model, len(tokenizer), len(labels), cfg.max_length, cfg.dropout, id2label,
-                                 tokenizer.pad_token_id, run_dir=ctx.run_dir)
+                                 tokenizer.pad_token_id, run_dir=ctx.run_dir, pooling=cfg.pooling)
     else:
         labels = []
         tokenizer.chat_template = tokenizer.chat_template or CHAT_TEMPLATE
