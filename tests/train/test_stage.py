@@ -102,3 +102,25 @@ def test_unknown_train_model_is_a_user_error(run_dir):
     cfg = _config(run_dir, model="no-such-model")
     with pytest.raises(UserError, match="train.model: 'no-such-model'"):
         run_pipeline(cfg, only=("train",))
+
+
+def test_in_domain_only_pretraining_then_concat_pooled_classifier(tmp_path, run_dir):
+    """pretrain.epochs=0 skips the general corpus (ULMFiT step 2 alone); the concat head loads back for eval."""
+    import shutil
+
+    from trainforge.models.load import load_classifier
+    from trainforge.models.pooling import ARCHITECTURE
+
+    shutil.copytree(run_dir / "tiny" / "data", tmp_path / "tiny" / "data")
+    cfg = _config(tmp_path, pooling="concat").model_copy(deep=True)
+    cfg.pretrain.epochs = 0
+    cfg.pretrain.corpus[0].path = str(tmp_path / "missing-news.txt")  # never read when epochs is 0
+    result = run_pipeline(cfg)
+    assert result.ran == ["pretrain", "train"]
+    state = json.loads((tmp_path / "tiny" / "pretrain" / "pretrain_state.json").read_text())
+    assert list(state["phases"]) == ["in_domain"]
+    model = load_classifier(tmp_path / "tiny" / "model")
+    assert type(model).__name__ == ARCHITECTURE and model.score.in_features == 3 * model.config.hidden_size
+    cfg.pretrain.in_domain_epochs = 0
+    with pytest.raises(UserError, match="both 0"):
+        run_pipeline(cfg, only=("pretrain",))

@@ -58,7 +58,10 @@ def run_pretrain(ctx) -> dict:
     cfg: PretrainConfig = ctx.section
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    general = corpus_texts(cfg)
+    general = corpus_texts(cfg) if cfg.epochs > 0 else []  # epochs 0: ULMFiT's step 2 alone (an ablation)
+    if not general and cfg.in_domain_epochs <= 0:
+        raise UserError("pretrain: pretrain.epochs and pretrain.in_domain_epochs are both 0 — nothing to train; "
+                        "remove the pretrain: section instead")
     in_domain, in_domain_val = [], []
     if cfg.in_domain_epochs > 0:
         if not ctx.path("data", "train.jsonl").is_file():
@@ -71,20 +74,21 @@ def run_pretrain(ctx) -> dict:
     out = ctx.path("pretrain")
     shutil.rmtree(out, ignore_errors=True)
     tokenizer = train_bpe(general + in_domain, cfg.tokenizer.vocab_size, cfg.tokenizer.min_frequency, cfg.seq_len, family="llama")
-    random.Random(ctx.config.seed).shuffle(general)
-    n_val = max(1, int(len(general) * cfg.val_share))
-    general_train, general_val = pack(tokenizer, general[n_val:], cfg.seq_len), pack(tokenizer, general[:n_val], cfg.seq_len)
-    if len(general_train) < 1:
-        raise UserError(f"pretrain.corpus: fewer tokens than one {cfg.seq_len}-token block; add text or lower pretrain.seq_len")
-
     model = build_causal_lm(cfg.model, len(tokenizer), cfg.seq_len, cfg.dropout, special_ids(tokenizer))
     n_params, _ = count_parameters(model)
-    console.print(f"          {cfg.model}: {n_params / 1e6:.2f}M parameters; general corpus {len(general_train):,} × {cfg.seq_len} "
-                  f"tokens ({len(general):,} documents), vocab {len(tokenizer):,}")
     pad = tokenizer.pad_token_id
-    phases = {"general": fit(model, general_train, general_val, cfg, pad, ctx.config.seed,
-                             checkpoint_dir=ctx.path("checkpoints", "pretrain-general"), stage="pretrain")}
-    metrics = {"general_val_loss": phases["general"].best.get("val_loss", float("nan"))}
+    phases, metrics = {}, {}
+    console.print(f"          {cfg.model}: {n_params / 1e6:.2f}M parameters, vocab {len(tokenizer):,}")
+    if general:
+        random.Random(ctx.config.seed).shuffle(general)
+        n_val = max(1, int(len(general) * cfg.val_share))
+        general_train, general_val = pack(tokenizer, general[n_val:], cfg.seq_len), pack(tokenizer, general[:n_val], cfg.seq_len)
+        if len(general_train) < 1:
+            raise UserError(f"pretrain.corpus: fewer tokens than one {cfg.seq_len}-token block; add text or lower pretrain.seq_len")
+        console.print(f"          general corpus: {len(general_train):,} × {cfg.seq_len} tokens ({len(general):,} documents)")
+        phases["general"] = fit(model, general_train, general_val, cfg, pad, ctx.config.seed,
+                                checkpoint_dir=ctx.path("checkpoints", "pretrain-general"), stage="pretrain")
+        metrics["general_val_loss"] = phases["general"].best.get("val_loss", float("nan"))
 
     if in_domain:
         dom_train = pack(tokenizer, in_domain, cfg.seq_len)
