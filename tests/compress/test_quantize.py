@@ -10,8 +10,8 @@ import torch
 
 from tests.compress.conftest import batch_of, tiny_bert, tiny_llama, token_data
 from trainforge.compress.load import INT8_WEIGHTS, load_variant, save_variant
-from trainforge.compress.quantize import (Int8WeightOnlyLinear, linear_weight_bytes, quantize_weight,
-                                          to_dynamic_int8, to_weight_only_int8)
+from trainforge.compress.quantize import (Int8WeightOnlyLinear, available_kernels, fastest_kernel, linear_weight_bytes,
+                                          quantize_weight, to_dynamic_int8, to_weight_only_int8)
 
 
 def logits(model, batch):
@@ -76,3 +76,34 @@ def test_linear_weights_shrink_about_four_times():
     before, after = linear_weight_bytes(model), linear_weight_bytes(to_weight_only_int8(model))
     assert after < 0.3 * before
     assert sum(isinstance(m, Int8WeightOnlyLinear) for m in to_weight_only_int8(model).modules()) == 2 * 6 + 2
+
+
+@pytest.mark.parametrize("kernel", available_kernels())
+def test_every_int8_kernel_agrees_with_float(kernel):
+    model = tiny_llama()
+    batch = batch_of(token_data(8, seed=2))
+    assert torch.allclose(logits(to_dynamic_int8(to_weight_only_int8(model), kernel), batch), logits(model, batch), atol=0.05)
+
+
+def test_auto_kernel_is_timed_recorded_and_honoured_on_load(tmp_path, tiny_run, monkeypatch, capsys):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from trainforge.compress import load as load_module
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_run / "model").eval()
+    stored = to_weight_only_int8(model)
+    batches = [batch_of(token_data(32, seed=s), 32) for s in range(2)]
+    engine_before = torch.backends.quantized.engine
+    kernel, ms = fastest_kernel(stored, [{k: b[k] for k in ("input_ids", "attention_mask")} for b in batches], threads=1)
+    assert set(ms) == set(available_kernels()) and kernel == min(ms, key=ms.get)
+    assert torch.backends.quantized.engine == engine_before  # packing for a kernel leaves torch's engine as it was
+    tok = AutoTokenizer.from_pretrained(tiny_run / "model")
+    out = save_variant(stored, tmp_path / "v", tok, {"format": "int8", "runtime": "dynamic", "kernel": "not-in-this-build"})
+    batch = batch_of(token_data(8, seed=1))
+    reloaded = load_variant(out)  # an unknown kernel falls back to the default, and says so
+    assert "not-in-this-build" in capsys.readouterr().err
+    assert torch.allclose(logits(reloaded, batch), logits(to_dynamic_int8(stored), batch), atol=1e-4)
+    monkeypatch.setattr(load_module, "usable_kernel", lambda k, d: (seen.append(k), k)[1])
+    seen: list = []
+    load_variant(save_variant(stored, tmp_path / "w", tok, {"format": "int8", "runtime": "dynamic", "kernel": kernel}))
+    assert seen == [kernel]

@@ -61,6 +61,8 @@ class CompressConfig(Section):
 
     int8: bool = True
     """Dynamic INT8 quantisation of every linear layer (int8 weights, activations quantised per batch)."""
+    int8_kernel: Literal["auto", "fbgemm", "onednn"] = "auto"
+    """Kernel library the dynamic INT8 weights are packed for; auto times each on a few test batches and keeps the faster."""
     weight_only_int8: bool | Literal["auto"] = "auto"
     """Int8 weights, float activations (for memory-bound causal LMs); auto: only for decoder models."""
     magnitude_sparsity: float | None = Field(None, ge=0.0, lt=1.0)

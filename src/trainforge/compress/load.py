@@ -54,6 +54,19 @@ def read_meta(model_dir: Path) -> dict:
         raise UserError(f"{p}: not valid JSON ({e}); re-run `trainforge compress` to rewrite it") from None
 
 
+def usable_kernel(kernel: str | None, model_dir: Path) -> str | None:
+    """The recorded INT8 kernel when this torch build has it; else torch's default, said out loud."""
+    from trainforge.compress.quantize import available_kernels
+
+    if kernel is None or kernel in available_kernels():
+        return kernel
+    from trainforge.console import console
+
+    console.print(f"[yellow]{model_dir}: INT8 weights were packed for {kernel}, which this torch build lacks; "
+                  f"using its default kernel (speed may differ from the recorded measurements)[/]")
+    return None
+
+
 def load_variant(model_dir: str | Path) -> nn.Module:
     """The model in `model_dir`, whichever way it was compressed, in eval mode."""
     from safetensors.torch import load_file
@@ -86,5 +99,5 @@ def load_variant(model_dir: str | Path) -> nn.Module:
     if unexpected or [k for k in missing if not k.endswith("position_ids")]:
         raise UserError(f"{model_dir}: weights do not match the recorded structure (missing {missing[:3]}, unexpected {unexpected[:3]})")
     if fmt == "int8" and meta.get("runtime") == "dynamic":
-        model = to_dynamic_int8(model)
+        model = to_dynamic_int8(model, usable_kernel(meta.get("kernel"), model_dir))
     return model.eval()

@@ -40,10 +40,11 @@ def is_decoder(model) -> bool:
         or model.config.model_type in {"llama", "mistral", "qwen2", "qwen3", "gpt2", "gpt_neox", "phi3", "gemma"}
 
 
-def build_variants(cfg: CompressConfig, model, tokenizer, ctx, pad_id: int) -> dict[str, dict]:
-    """Build, save and record each enabled variant: {name: {"dir", "meta", "extra"}}."""
+def build_variants(cfg: CompressConfig, model, tokenizer, ctx, pad_id: int, probe: list[dict]) -> dict[str, dict]:
+    """Build, save and record each enabled variant: {name: {"dir", "meta", "extra"}}.
+    `probe`: a few batches of 32 to pick the INT8 kernel on (compress.int8_kernel=auto)."""
     from trainforge.compress.load import save_variant
-    from trainforge.compress.quantize import linear_weight_bytes, to_weight_only_int8
+    from trainforge.compress.quantize import fastest_kernel, linear_weight_bytes, to_weight_only_int8
 
     out = ctx.path("compress")
     built: dict[str, dict] = {}
@@ -58,7 +59,13 @@ def build_variants(cfg: CompressConfig, model, tokenizer, ctx, pad_id: int) -> d
         stored = to_weight_only_int8(model)
         scheme = "int8 symmetric per-output-channel weights, fp32 scales"
         if cfg.int8:
-            save("int8_dynamic", stored, {"format": "int8", "runtime": "dynamic", "scheme": scheme})
+            kernel, kernel_ms = (fastest_kernel(stored, probe, cfg.threads) if cfg.int8_kernel == "auto"
+                                 else (cfg.int8_kernel, {}))
+            if kernel_ms:
+                console.print(f"          INT8 kernel: {kernel} (ms per batch of 32: "
+                              f"{', '.join(f'{k} {v:.1f}' for k, v in kernel_ms.items())})")
+            save("int8_dynamic", stored, {"format": "int8", "runtime": "dynamic", "scheme": scheme, "kernel": kernel,
+                                          "kernel_ms_b32": kernel_ms})
         if weight_only:
             save("int8_weight_only", stored, {"format": "int8", "runtime": "weight_only", "scheme": scheme})
 
@@ -127,12 +134,12 @@ def run_compress(ctx) -> dict:
     label2id = {k: int(v) for k, v in model.config.label2id.items()}
     split = encode_split(read_jsonl(ctx.path("data", f"{cfg.split}.jsonl")), tokenizer, label2id, f"data/{cfg.split}.jsonl")
 
-    built = build_variants(cfg, model, tokenizer, ctx, pad_id)
+    b1, b32 = latency_batches(split, cfg.latency_batches, pad_id, ctx.config.seed)
+    built = build_variants(cfg, model, tokenizer, ctx, pad_id, probe=b32[:3])
     if not built:
         raise UserError("compress: no variant enabled — set compress.int8, magnitude_sparsity, structured or distill")
     models = {"original": model} | {name: load_variant(v["dir"]) for name, v in built.items()}
 
-    b1, b32 = latency_batches(split, cfg.latency_batches, pad_id, ctx.config.seed)
     console.print(f"          timing {len(models)} models round-robin ({cfg.threads} thread(s), {len(b32)} batches of 32)")
     timing = latency_table(models, b1, b32, cfg.threads)
     measured: dict[str, Measurement] = {}
