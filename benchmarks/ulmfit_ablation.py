@@ -1,6 +1,6 @@
 """What each ULMFiT step adds on the quickstart reviews, through the real pipeline (`trainforge run`).
 
-    .venv/bin/python benchmarks/ulmfit_ablation.py [--config examples/quickstart.yaml] [--threads 2]
+    .venv/bin/python benchmarks/ulmfit_ablation.py [--config examples/quickstart.yaml] [--threads N] [--only VARIANT]
 
 Every variant is the quickstart config with overrides, run to its eval stage (test split, TF-IDF+LR
 baseline beside it) in runs/ablation-<variant>/:
@@ -12,7 +12,9 @@ baseline beside it) in runs/ablation-<variant>/:
     quickstart     + gradual unfreezing with discriminative learning rates (ULMFiT step 3): the config as is
 
 Variants that share a pretrained body reuse it: the run directory is copied and the runner's cache
-skips the data and pretrain stages (their cache keys do not depend on train:). On 2 quiet cores the
+skips the data and pretrain stages (their cache keys do not depend on train:). runs/ablation-quickstart
+is the quickstart run itself (same config, same cache keys): copy it to runs/quickstart and
+`trainforge run examples/quickstart.yaml` only adds compress and register. On 2 quiet cores the
 whole table takes about 35 minutes. Seeded: the same commit prints the same accuracies.
 """
 
@@ -39,12 +41,12 @@ VARIANTS: dict[str, tuple[list[str], str | None]] = {
 }
 
 
-def run_variant(name: str, overrides: list[str], start_from: str | None, config: str, threads: int) -> dict:
+def run_variant(name: str, overrides: list[str], start_from: str | None, config: str, threads: int | None) -> dict:
     run = RUNS / f"ablation-{name}"
     if start_from is not None:
         shutil.rmtree(run, ignore_errors=True)
         shutil.copytree(RUNS / f"ablation-{start_from}", run, ignore=shutil.ignore_patterns("checkpoints", "eval", "compress"))
-    threads = [f"train.threads={threads}"] + ([] if "pretrain=null" in overrides else [f"pretrain.threads={threads}"])
+    threads = [] if threads is None else [f"train.threads={threads}"] + ([] if "pretrain=null" in overrides else [f"pretrain.threads={threads}"])
     only = [flag for stage in ("data", "pretrain", "train", "eval") for flag in ("--only", stage)]
     cmd = [sys.executable, "-m", "trainforge", "run", config, *overrides, f"name=ablation-{name}", *threads, *only]
     t0 = time.perf_counter()
@@ -61,7 +63,7 @@ def run_variant(name: str, overrides: list[str], start_from: str | None, config:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default="examples/quickstart.yaml")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: every core, as `make demo` runs)")
     ap.add_argument("--only", action="append", choices=list(VARIANTS), help="run just these variants (repeatable)")
     args = ap.parse_args()
     rows = []
