@@ -6,10 +6,10 @@ Every variant is the quickstart config with overrides, run to its eval stage (te
 baseline beside it) in runs/ablation-<variant>/:
 
     scratch        no pretraining: llama-tiny from random init, last-token head, full fine-tuning
-    in-domain      + LM fine-tuning on the training reviews only (pretrain.epochs=0), concat head, full
-    news           + the news LM before it (ULMFiT steps 1-2), concat head, full
-    news-last      the same body with the last-token head instead of concat pooling
-    quickstart     + gradual unfreezing with discriminative learning rates (ULMFiT step 3): the config as is
+    in-domain      + LM fine-tuning on the training reviews only (pretrain.epochs=0), concat head
+    quickstart     + the news LM before it (ULMFiT steps 1-2), concat head, full fine-tuning: the config as is
+    last-token     the quickstart's pretrained body with the last-token head instead of concat pooling
+    unfreeze       the quickstart's body with gradual unfreezing + discriminative lrs (ULMFiT step 3)
 
 Variants that share a pretrained body reuse it: the run directory is copied and the runner's cache
 skips the data and pretrain stages (their cache keys do not depend on train:). runs/ablation-quickstart
@@ -34,12 +34,11 @@ RUNS = ROOT / "runs"
 # name → (overrides, the variant whose run directory (pretrained body) it starts from)
 VARIANTS: dict[str, tuple[list[str], str | None]] = {
     "scratch": (["pretrain=null", "train.model=llama-tiny", "train.pooling=last", "train.method=full"], None),
-    "in-domain": (["pretrain.epochs=0", "train.method=full"], None),
-    "news": (["train.method=full"], None),
-    "news-last": (["train.method=full", "train.pooling=last"], "news"),
-    "quickstart": ([], "news"),
+    "in-domain": (["pretrain.epochs=0"], None),
+    "quickstart": ([], None),
+    "last-token": (["train.pooling=last"], "quickstart"),
+    "unfreeze": (["train.method=unfreeze"], "quickstart"),
 }
-
 
 def run_variant(name: str, overrides: list[str], start_from: str | None, config: str, threads: int | None) -> dict:
     run = RUNS / f"ablation-{name}"
