@@ -5,11 +5,13 @@
 Every variant is the quickstart config with overrides, run to its eval stage (test split, TF-IDF+LR
 baseline beside it) in runs/ablation-<variant>/:
 
-    scratch        no pretraining: llama-tiny from random init, last-token head, full fine-tuning
-    in-domain      + LM fine-tuning on the training reviews only (pretrain.epochs=0), concat head
-    quickstart     + the news LM before it (ULMFiT steps 1-2), concat head, full fine-tuning: the config as is
-    last-token     the quickstart's pretrained body with the last-token head instead of concat pooling
+    scratch        no pretraining: llama-tiny from random init, full fine-tuning
+    in-domain      + LM fine-tuning on the training reviews only (pretrain.epochs=0)
+    quickstart     + the news LM before it (ULMFiT steps 1-2), full fine-tuning: the config as is
+    concat         the quickstart's pretrained body with ULMFiT's concat-pooling head ([last; mean; max])
     unfreeze       the quickstart's body with gradual unfreezing + discriminative lrs (ULMFiT step 3)
+
+Every head but `concat` reads the last real token.
 
 Variants that share a pretrained body reuse it: the run directory is copied and the runner's cache
 skips the data and pretrain stages (their cache keys do not depend on train:). runs/ablation-quickstart
@@ -33,10 +35,10 @@ RUNS = ROOT / "runs"
 
 # name → (overrides, the variant whose run directory (pretrained body) it starts from)
 VARIANTS: dict[str, tuple[list[str], str | None]] = {
-    "scratch": (["pretrain=null", "train.model=llama-tiny", "train.pooling=last", "train.method=full"], None),
+    "scratch": (["pretrain=null", "train.model=llama-tiny"], None),
     "in-domain": (["pretrain.epochs=0"], None),
     "quickstart": ([], None),
-    "last-token": (["train.pooling=last"], "quickstart"),
+    "concat": (["train.pooling=concat"], "quickstart"),
     "unfreeze": (["train.method=unfreeze"], "quickstart"),
 }
 
