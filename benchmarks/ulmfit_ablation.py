@@ -42,6 +42,7 @@ VARIANTS: dict[str, tuple[list[str], str | None]] = {
     "unfreeze": (["train.method=unfreeze"], "quickstart"),
 }
 
+
 def run_variant(name: str, overrides: list[str], start_from: str | None, config: str, threads: int | None) -> dict:
     run = RUNS / f"ablation-{name}"
     if start_from is not None:
