@@ -54,6 +54,11 @@ def setup_cjk_font() -> CjkFont:
     # glyph-by-glyph fallback needs concrete families in font.family (a generic name resolves to one font)
     matplotlib.rcParams["font.family"] = ["DejaVu Sans", family]
     matplotlib.rcParams["axes.unicode_minus"] = False  # CJK fonts often lack U+2212
+    # the one shipped weight serves bold titles too; matplotlib would log "findfont: Failed to find
+    # font weight bold" on every bold label otherwise
+    import logging
+
+    logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
     return CjkFont(family, path, source)
 
 
