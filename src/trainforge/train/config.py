@@ -147,7 +147,7 @@ class TrainConfig(LoopConfig):
     dropout: float = 0.1
     """Dropout in the model; 0 for pretraining, 0.1+ for fine-tuning small data."""
     pooling: Literal["last", "concat"] = "last"
-    """Decoder classifiers: the last real token's state, or ULMFiT's [last; mean; max] (better on a pretrained LM body)."""
+    """Decoder classifiers: the last real token's state, or ULMFiT's [last; mean; max] of every position's state."""
     lora: LoraConfig = LoraConfig()
     """method=lora."""
     prompt: PromptConfig = PromptConfig()
