@@ -135,7 +135,8 @@ def run_compress(ctx) -> dict:
     split = encode_split(read_jsonl(ctx.path("data", f"{cfg.split}.jsonl")), tokenizer, label2id, f"data/{cfg.split}.jsonl")
 
     b1, b32 = latency_batches(split, cfg.latency_batches, pad_id, ctx.config.seed)
-    built = build_variants(cfg, model, tokenizer, ctx, pad_id, probe=b32[:3])
+    _, probe = latency_batches(split, 3, pad_id, ctx.config.seed + 1)  # not the timed batches: no pick-then-measure bias
+    built = build_variants(cfg, model, tokenizer, ctx, pad_id, probe=probe)
     if not built:
         raise UserError("compress: no variant enabled — set compress.int8, magnitude_sparsity, structured or distill")
     models = {"original": model} | {name: load_variant(v["dir"]) for name, v in built.items()}
