@@ -110,3 +110,6 @@ def test_sft_run_scores_generations_beside_a_retrieval_baseline(tmp_path):
         assert key in m["model"] and key in m["baseline"]
     # the retrieval baseline answers with a training label word: 好 or 差, so it gets some exactly right
     assert 0 < m["baseline"]["exact_match"] <= 1
+    # an SFT model is judged on its answers; perplexity on raw text is reported beside them
+    assert m["headline"] == "exact_match"
+    assert m["model_beats_baseline"] == (m["model"]["exact_match"] > m["baseline"]["exact_match"])

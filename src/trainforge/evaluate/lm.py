@@ -100,6 +100,7 @@ def evaluate_lm(model_dir, rows: list[dict], train_rows: list[dict], config, gen
         with progress_bar("generate", total=None, unit="answers"):
             gens = generate_examples(model, tokenizer, rows, sft_cfg)
         preds, refs = [g["generated"] for g in gens], [g["expected"] for g in gens]
+        n_generated = len(gens)
         model_m.update({k: v for k, v in generation_metrics(preds, refs).items() if k != "bleu_tokenizer"})
         pairs = [prompt_and_response(r, config.train) for r in train_rows]
         base_preds = retrieval_answers([p for p, _ in pairs], [a for _, a in pairs], [g["prompt"] for g in gens])
@@ -110,9 +111,14 @@ def evaluate_lm(model_dir, rows: list[dict], train_rows: list[dict], config, gen
     lower = {"char_perplexity", "token_perplexity"}
     compared = [{"metric": k, "model": v, "baseline": base_m[k], "better": v < base_m[k] if k in lower else v > base_m[k]}
                 for k, v in model_m.items() if k in base_m]
-    wins = model_m["char_perplexity"] < base_m["char_perplexity"]
-    console.print(f"          model char perplexity {model_m['char_perplexity']:.2f} {'beats' if wins else 'LOSES TO'} the "
+    better = {c["metric"]: c["better"] for c in compared}
+    console.print(f"          model char perplexity {model_m['char_perplexity']:.2f} {'beats' if better['char_perplexity'] else 'LOSES TO'} the "
                   f"character trigram LM's {base_m['char_perplexity']:.2f} on {len(texts):,} texts")
+    # an SFT model is judged on the answers it was trained to give; its perplexity on raw text stays beside them
+    headline = "exact_match" if "exact_match" in model_m else "char_perplexity"
+    if headline == "exact_match":
+        console.print(f"          answers: exact match {model_m['exact_match']:.4f} {'beats' if better['exact_match'] else 'LOSES TO'} "
+                      f"the retrieval baseline's {base_m['exact_match']:.4f} on {n_generated:,} prompts")
     return {"task": "sft" if len(names) > 1 else "language_modeling", "n": len(rows), "labels": [],
-            "model": model_m, "baseline": {"name": " + ".join(names), **base_m}, "model_beats_baseline": wins,
-            "headline": "char_perplexity", "compared": compared}
+            "model": model_m, "baseline": {"name": " + ".join(names), **base_m}, "model_beats_baseline": better[headline],
+            "headline": headline, "compared": compared}
