@@ -8,6 +8,7 @@ the longest among them (what a server batching arriving requests sees); batch 1 
 
 from __future__ import annotations
 
+import contextlib
 import random
 import statistics
 import time
@@ -83,15 +84,22 @@ def percentile(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
 
 
-def latency_table(models: dict[str, nn.Module], b1: list[dict], b32: list[dict], threads: int) -> dict[str, dict]:
-    """{name: p50/p95 at batch 1 and 32 in ms, throughput at 32} with `threads` torch threads."""
+@contextlib.contextmanager
+def torch_threads(threads: int):
+    """Time with `threads` torch threads, then give the caller's setting back."""
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        t1 = round_robin_latency(models, b1, repeats=3)
-        t32 = round_robin_latency(models, b32, repeats=3)
+        yield
     finally:
         torch.set_num_threads(before)
+
+
+def latency_table(models: dict[str, nn.Module], b1: list[dict], b32: list[dict], threads: int) -> dict[str, dict]:
+    """{name: p50/p95 at batch 1 and 32 in ms, throughput at 32} with `threads` torch threads."""
+    with torch_threads(threads):
+        t1 = round_robin_latency(models, b1, repeats=3)
+        t32 = round_robin_latency(models, b32, repeats=3)
     out = {}
     for name in models:
         p50_32 = statistics.median(t32[name])

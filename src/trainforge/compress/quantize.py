@@ -140,15 +140,11 @@ def fastest_kernel(weight_only: nn.Module, batches: list[dict], threads: int) ->
     """(kernel, {kernel: median ms per batch}): every available kernel timed round-robin on `batches`."""
     import statistics
 
-    from trainforge.compress.measure import round_robin_latency
+    from trainforge.compress.measure import round_robin_latency, torch_threads
 
     models = {k: to_dynamic_int8(weight_only, k) for k in available_kernels()}
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         times = round_robin_latency(models, batches, repeats=2)
-    finally:
-        torch.set_num_threads(before)
     ms = {k: round(statistics.median(v) * 1000, 3) for k, v in times.items()}
     return min(ms, key=ms.get), ms
 
