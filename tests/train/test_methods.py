@@ -34,6 +34,17 @@ def test_full_trains_everything(llama_classifier):
     assert changed == {n for n, _ in llama_classifier.named_parameters()}
 
 
+def test_full_with_discriminative_lrs_scales_each_group_and_trains_everything(llama_classifier):
+    cfg = TrainConfig(method="full", layer_lr_decay=2.0)
+    setup = apply_method(llama_classifier, cfg, steps_per_epoch=4)
+    assert [scale for _, scale in setup.groups] == [1.0, 0.5, 0.25, 0.125]  # head, block 1, block 0, embeddings
+    assert {n for n, _ in setup.groups[0][0]} >= {"score.weight", "model.norm.weight"}
+    assert {n for n, _ in setup.groups[-1][0]} == {"model.embed_tokens.weight"}
+    _, changed, first, last = _train(llama_classifier, cfg, make_classification())
+    assert last < first
+    assert changed == {n for n, _ in llama_classifier.named_parameters()}
+
+
 def test_freeze_trains_top_blocks_and_head_only(llama_classifier):
     cfg = TrainConfig(method="freeze", freeze={"trainable_blocks": 1})
     _, changed, first, last = _train(llama_classifier, cfg, make_classification())

@@ -63,7 +63,13 @@ def latency_batches(enc: Encoded, n_b32: int, pad_id: int, seed: int) -> tuple[l
 
 @torch.inference_mode()
 def round_robin_latency(models: dict[str, nn.Module], batches: list[dict], repeats: int = 2) -> dict[str, list[float]]:
-    """Seconds per forward for each model, every batch timed once per model in turn."""
+    """Seconds per forward for each model, every batch timed once per model in turn.
+
+    Timed the way `trainforge serve` runs them: with glibc keeping freed memory (trainforge.allocator),
+    so the figures are the models' own and not the page-fault noise of a fresh allocation per batch."""
+    from trainforge.allocator import keep_freed_memory
+
+    keep_freed_memory()
     for m in models.values():
         m.eval()
         m(**batches[0])  # warm-up: first-call allocations and kernel selection

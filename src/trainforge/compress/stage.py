@@ -111,6 +111,7 @@ def run_compress(ctx) -> dict:
     import torch
     from transformers import AutoTokenizer
 
+    from trainforge.allocator import keep_freed_memory
     from trainforge.compress.gates import choose_candidate, judge
     from trainforge.compress.load import load_variant
     from trainforge.compress.measure import (Measurement, latency_batches, latency_table, param_count, score,
@@ -167,6 +168,7 @@ def run_compress(ctx) -> dict:
                                                "speedup_b32": round(base.p50_b32_ms / measured[n].p50_b32_ms, 3)}
                      | extras.get(n, {}) for n in measured],
         "torch": torch.__version__, "quantized_engine": torch.backends.quantized.engine,
+        "keep_freed_memory": keep_freed_memory(),
     })
     write_json_atomic(out / "candidate.json", {
         "name": candidate.name if candidate else None,

@@ -38,6 +38,9 @@ def uvicorn_config(app, host: str, port: int, drain_seconds: float):
 def serve_foreground(app, host: str, port: int, drain_seconds: float) -> None:
     import uvicorn
 
+    from trainforge.allocator import keep_freed_memory
+
+    keep_freed_memory()  # steadier, faster forwards: no page faults on every batch's activations (see there)
     uvicorn.Server(uvicorn_config(app, host, port, drain_seconds)).run()
 
 

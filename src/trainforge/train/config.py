@@ -146,6 +146,9 @@ class TrainConfig(LoopConfig):
     """Tokens per example; longer ones are truncated."""
     dropout: float = 0.1
     """Dropout in the model; 0 for pretraining, 0.1+ for fine-tuning small data."""
+    layer_lr_decay: float = Field(1.0, gt=0)
+    """method=full: discriminative learning rates (ULMFiT): the group d below the head (top block d=1, …,
+    embeddings deepest) trains at lr / layer_lr_decay^d; 1.0 trains every layer at lr."""
     pooling: Literal["last", "concat"] = "last"
     """Decoder classifiers: the last real token's state, or ULMFiT's [last; mean; max] of every position's state."""
     lora: LoraConfig = LoraConfig()

@@ -82,7 +82,10 @@ class MethodSetup:
 def apply_method(model: torch.nn.Module, cfg: TrainConfig, steps_per_epoch: int) -> MethodSetup:
     method = cfg.method
     if method == "full":
-        return MethodSetup(model, [(list(model.named_parameters()), 1.0)])
+        if cfg.layer_lr_decay == 1.0:
+            return MethodSetup(model, [(list(model.named_parameters()), 1.0)])
+        groups = layer_groups(model)[::-1]  # head first
+        return MethodSetup(model, [(ps, cfg.layer_lr_decay ** -depth) for depth, (_, ps) in enumerate(groups)])
     if method in ("freeze", "unfreeze"):
         return _freeze(model, cfg, steps_per_epoch)
     return _peft(model, cfg)
