@@ -124,3 +124,22 @@ def test_in_domain_only_pretraining_then_concat_pooled_classifier(tmp_path, run_
     cfg.pretrain.in_domain_epochs = 0
     with pytest.raises(UserError, match="both 0"):
         run_pipeline(cfg, only=("pretrain",))
+
+
+def test_pretrain_config_overrides_shape_the_model_and_typos_are_refused(tmp_path, run_dir):
+    import shutil
+
+    from trainforge.models.load import load_classifier
+
+    shutil.copytree(run_dir / "tiny" / "data", tmp_path / "tiny" / "data")
+    shutil.copy(run_dir / "news.txt", tmp_path / "news.txt")
+    cfg = _config(tmp_path).model_copy(deep=True)
+    cfg.pretrain.config_overrides = {"hidden_size": 48, "num_hidden_layers": 2, "num_attention_heads": 4,
+                                     "num_key_value_heads": 4, "intermediate_size": 96}
+    run_pipeline(cfg)
+    body = json.loads((tmp_path / "tiny" / "pretrain" / "config.json").read_text())
+    assert (body["hidden_size"], body["num_hidden_layers"], body["intermediate_size"]) == (48, 2, 96)
+    assert load_classifier(tmp_path / "tiny" / "model").config.hidden_size == 48  # the classifier is that body
+    cfg.pretrain.config_overrides = {"hiden_size": 48}
+    with pytest.raises(UserError, match=r"pretrain.config_overrides: LlamaConfig has no field 'hiden_size'"):
+        run_pipeline(cfg, only=("pretrain",))

@@ -86,13 +86,29 @@ def preset_config(preset: Preset, vocab_size: int, max_positions: int, dropout: 
                        rms_norm_eps=1e-5, **special_ids, **kwargs)
 
 
-def build_causal_lm(spec: str, vocab_size: int, max_positions: int, dropout: float, special_ids: dict, **extra):
-    """A fresh Llama-style causal LM from a preset (pretraining), or a local/hub causal LM directory."""
-    from transformers import AutoModelForCausalLM, LlamaForCausalLM
+def check_overrides(extra: dict, config_class, key: str) -> None:
+    """User-given config fields must be ones the architecture has: a typo would otherwise be stored and ignored."""
+    known = config_class().to_dict()
+    unknown = sorted(k for k in extra if k not in known)
+    if unknown:
+        raise UserError(f"{key}: {config_class.__name__} has no field {', '.join(map(repr, unknown))}; "
+                        f"fields include hidden_size, num_hidden_layers, num_attention_heads, intermediate_size")
+
+
+def build_causal_lm(spec: str, vocab_size: int, max_positions: int, dropout: float, special_ids: dict,
+                    overrides_key: str | None = None, **extra):
+    """A fresh Llama-style causal LM from a preset (pretraining), or a local/hub causal LM directory.
+
+    `extra` overrides the preset's config fields; `overrides_key` names where the user wrote them (for errors)."""
+    from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
     target = resolve_model(spec)
     if not isinstance(target, Preset):
+        if extra and overrides_key:
+            raise UserError(f"{overrides_key}: only a preset's config can be changed; '{spec}' is a saved model")
         return AutoModelForCausalLM.from_pretrained(target)
+    if overrides_key:
+        check_overrides(extra, LlamaConfig, overrides_key)
     if target.family != "llama":
         raise UserError(f"pretrain.model: '{spec}' is an encoder preset; causal-LM presets are {', '.join(n for n, p in PRESETS.items() if p.family == 'llama')}")
     return LlamaForCausalLM(preset_config(target, vocab_size, max_positions, dropout, special_ids, **extra))

@@ -177,6 +177,8 @@ class PretrainConfig(LoopConfig):
     """Peak lr of the in-domain phase; null uses lr."""
     model: str = "llama-tiny"
     """A causal-LM preset (`trainforge models list`)."""
+    config_overrides: dict[str, int | float | str | bool] = {}
+    """Fields that override the preset's transformers config, e.g. {hidden_size: 256, intermediate_size: 688}."""
     tokenizer: TokenizerConfig = TokenizerConfig()
     """Byte-level BPE trained on the corpus plus the in-domain text."""
     seq_len: int = 128

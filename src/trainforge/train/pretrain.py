@@ -74,11 +74,13 @@ def run_pretrain(ctx) -> dict:
     out = ctx.path("pretrain")
     shutil.rmtree(out, ignore_errors=True)
     tokenizer = train_bpe(general + in_domain, cfg.tokenizer.vocab_size, cfg.tokenizer.min_frequency, cfg.seq_len, family="llama")
-    model = build_causal_lm(cfg.model, len(tokenizer), cfg.seq_len, cfg.dropout, special_ids(tokenizer))
+    model = build_causal_lm(cfg.model, len(tokenizer), cfg.seq_len, cfg.dropout, special_ids(tokenizer),
+                            overrides_key="pretrain.config_overrides", **cfg.config_overrides)
     n_params, _ = count_parameters(model)
     pad = tokenizer.pad_token_id
     phases, metrics = {}, {}
-    console.print(f"          {cfg.model}: {n_params / 1e6:.2f}M parameters, vocab {len(tokenizer):,}")
+    changed = "".join(f", {k}={v}" for k, v in cfg.config_overrides.items())
+    console.print(f"          {cfg.model}{changed}: {n_params / 1e6:.2f}M parameters, vocab {len(tokenizer):,}")
     if general:
         random.Random(ctx.config.seed).shuffle(general)
         n_val = max(1, int(len(general) * cfg.val_share))
