@@ -134,7 +134,7 @@ def main() -> int:
         ("INT8 accuracy loss ≤ 1 point", f"{(base_acc - i8['metrics']['accuracy']) * 100:+.2f} pt", base_acc - i8["metrics"]["accuracy"] <= 0.01),
         ("INT8 linear weights ≥ 60% smaller", f"{(1 - i8['linear_mb'] / orig['linear_mb']) * 100:.1f}% smaller",
          i8["linear_mb"] <= 0.4 * orig["linear_mb"]),
-        ("structured 30% + recovery within 2 points", f"{(base_acc - sp['metrics']['accuracy']) * 100:+.2f} pt, "
+        ("structured 30% + recovery within 2 points", f"{(sp['metrics']['accuracy'] - base_acc) * 100:+.2f} pt, "
          f"{sp['params_before']:,}→{sp['params_after']:,} params, {sp['speedup_b32']:.2f}x", base_acc - sp["metrics"]["accuracy"] <= 0.02),
         ("distilled student (report)", f"{st['student_layers']} of {teacher_layers} layers, "
          f"accuracy {st['metrics']['accuracy']:.4f} ({(st['metrics']['accuracy'] - base_acc) * 100:+.2f} pt), {st['speedup_b32']:.2f}x at b32", None),

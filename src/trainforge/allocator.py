@@ -3,9 +3,9 @@
 A forward pass allocates and frees tensors of a few MB each (a batch of 32 reviews × 128 tokens ×
 192 floats is 3 MB). glibc serves blocks that large with fresh mmap()s by default and returns freed
 heap to the kernel, so every forward page-faults all of its activations in again. On this 2-core VM
-that fault cost is large and erratic: the quickstart classifier at batch 32 took 134–186 ms per
-forward in fp32 and 86–138 ms in INT8 from one process to the next (INT8's speedup 1.34–1.60×).
-With freed memory kept, the same measurements were 133–141 ms and 84–91 ms (1.54–1.58×): both faster,
+that fault cost is large and erratic: the quickstart classifier at batch 32 took 135–186 ms per
+forward in fp32 and 87–138 ms in INT8 from one process to the next (INT8's speedup 1.34–1.60×).
+With freed memory kept, the same measurements were 132–142 ms and 84–91 ms (1.54–1.58×): both faster,
 and steady (`benchmarks/compress.py`, 1 thread). This is the same fix as PyTorch's CPU tuning guide's
 advice to preload jemalloc or tcmalloc, done with glibc's own knobs so nothing extra is installed.
 
