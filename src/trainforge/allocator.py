@@ -17,6 +17,7 @@ inference paths (compress timing, `trainforge serve`) turn it on. TRAINFORGE_KEE
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import platform
 
@@ -27,15 +28,12 @@ MMAP_THRESHOLD = 32 << 20
 TRIM_THRESHOLD = 1 << 30
 """Free heap kept before glibc trims it back to the kernel."""
 
-_state: dict[str, bool] = {}
 
-
+@functools.cache
 def keep_freed_memory() -> bool:
     """Tune glibc malloc for repeated forwards (see the module docstring); True when it is in effect.
 
     Idempotent. A no-op returning False off glibc (macOS, musl) or with TRAINFORGE_KEEP_FREED_MEMORY=0."""
-    if "on" in _state:
-        return _state["on"]
     on = False
     if os.environ.get("TRAINFORGE_KEEP_FREED_MEMORY", "1") != "0" and platform.libc_ver()[0] == "glibc":
         try:
@@ -46,5 +44,4 @@ def keep_freed_memory() -> bool:
         # glibc's dynamic adjustment of both, and a fixed 128 KiB mmap threshold would be the worst case.
         on = libc is not None and libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 \
             and libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
-    _state["on"] = on
     return on

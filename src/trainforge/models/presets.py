@@ -96,7 +96,7 @@ def check_overrides(extra: dict, config_class, key: str) -> None:
 
 
 def build_causal_lm(spec: str, vocab_size: int, max_positions: int, dropout: float, special_ids: dict,
-                    overrides_key: str | None = None, **extra):
+                    overrides_key: str = "config_overrides", **extra):
     """A fresh Llama-style causal LM from a preset (pretraining), or a local/hub causal LM directory.
 
     `extra` overrides the preset's config fields; `overrides_key` names where the user wrote them (for errors)."""
@@ -104,13 +104,12 @@ def build_causal_lm(spec: str, vocab_size: int, max_positions: int, dropout: flo
 
     target = resolve_model(spec)
     if not isinstance(target, Preset):
-        if extra and overrides_key:
+        if extra:
             raise UserError(f"{overrides_key}: only a preset's config can be changed; '{spec}' is a saved model")
         return AutoModelForCausalLM.from_pretrained(target)
-    if overrides_key:
-        check_overrides(extra, LlamaConfig, overrides_key)
     if target.family != "llama":
         raise UserError(f"pretrain.model: '{spec}' is an encoder preset; causal-LM presets are {', '.join(n for n, p in PRESETS.items() if p.family == 'llama')}")
+    check_overrides(extra, LlamaConfig, overrides_key)
     return LlamaForCausalLM(preset_config(target, vocab_size, max_positions, dropout, special_ids, **extra))
 
 
