@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 from pathlib import Path
@@ -60,6 +61,10 @@ def main() -> None:
     gold = {"val": torch.tensor(val.labels), "test": torch.tensor(test.labels)}
     acc = lambda probs, split: float((probs.argmax(-1) == gold[split]).float().mean())  # noqa: E731
 
+    def probabilities(model) -> dict[str, torch.Tensor]:
+        model.eval()
+        return {s: predict_logits(model, enc, 64, pad).softmax(-1) for s, enc in (("val", val), ("test", test))}
+
     def fresh(seed: int):
         torch.manual_seed(seed)  # what the runner does before the train stage builds the model
         return build_classifier("pretrain", len(tokenizer), len(labels), cfg.max_length, cfg.dropout,
@@ -69,8 +74,7 @@ def main() -> None:
     for seed in args.seeds:
         model = fresh(seed)
         fit(model, train, val, cfg, pad, seed, stage=f"seed {seed}")
-        model.eval()
-        p = {s: predict_logits(model, enc, 64, pad).softmax(-1) for s, enc in (("val", val), ("test", test))}
+        p = probabilities(model)
         for s in p:
             probs[s].append(p[s])
         singles.append({"seed": seed, "val": acc(p["val"], "val"), "test": acc(p["test"], "test")})
@@ -90,9 +94,9 @@ def main() -> None:
             return distillation_loss(model(**inputs).logits, teacher, batch["labels"], args.distill, 1.0)
 
         model = fresh(args.seeds[0])
-        steps = int(round(cfg.epochs * -(-len(train) // cfg.batch_size)))
+        steps = int(round(cfg.epochs * math.ceil(len(train) / cfg.batch_size)))
         train_steps(model, train, steps, cfg.lr, cfg.batch_size, pad, args.seeds[0], loss_fn, "distil the ensemble")
-        p = {s: predict_logits(model, enc, 64, pad).softmax(-1) for s, enc in (("val", val), ("test", test))}
+        p = probabilities(model)
         student = {"val": acc(p["val"], "val"), "test": acc(p["test"], "test")}
         print(json.dumps({"distilled": student}), flush=True)
 
