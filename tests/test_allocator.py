@@ -12,7 +12,8 @@ import textwrap
 
 import pytest
 
-pytestmark = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc malloc only")
+pytestmark = pytest.mark.skipif(platform.libc_ver()[0] != "glibc" or tuple(map(int, platform.libc_ver()[1].split(".")[:2])) < (2, 33),
+                                reason="glibc malloc only; mallinfo2 (the probe) needs glibc 2.33+")
 
 PROBE = textwrap.dedent("""
     import ctypes, json
