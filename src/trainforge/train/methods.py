@@ -79,13 +79,17 @@ class MethodSetup:
     peft: bool = False
 
 
+def discriminative(groups_head_first: list, decay: float) -> list[tuple[list, float]]:
+    """ULMFiT's discriminative learning rates: the group at depth d below the head gets lr scale decay^-d."""
+    return [(ps, decay ** -depth) for depth, (_, ps) in enumerate(groups_head_first)]
+
+
 def apply_method(model: torch.nn.Module, cfg: TrainConfig, steps_per_epoch: int) -> MethodSetup:
     method = cfg.method
     if method == "full":
         if cfg.layer_lr_decay == 1.0:
             return MethodSetup(model, [(list(model.named_parameters()), 1.0)])
-        groups = layer_groups(model)[::-1]  # head first
-        return MethodSetup(model, [(ps, cfg.layer_lr_decay ** -depth) for depth, (_, ps) in enumerate(groups)])
+        return MethodSetup(model, discriminative(layer_groups(model)[::-1], cfg.layer_lr_decay))
     if method in ("freeze", "unfreeze"):
         return _freeze(model, cfg, steps_per_epoch)
     return _peft(model, cfg)
@@ -105,8 +109,7 @@ def _freeze(model, cfg: TrainConfig, steps_per_epoch: int) -> MethodSetup:
     every = cfg.freeze.unfreeze_every * (steps_per_epoch if cfg.freeze.unfreeze_unit == "epochs" else 1)
     plan = UnfreezePlan([[p for _, p in ps] for _, ps in groups], every)
     plan.apply(0)
-    scaled = [(ps, cfg.freeze.lr_decay ** -depth) for depth, (_, ps) in enumerate(groups)]
-    return MethodSetup(model, scaled, unfreeze=plan)
+    return MethodSetup(model, discriminative(groups, cfg.freeze.lr_decay), unfreeze=plan)
 
 
 def lora_targets(model) -> list[str] | str:
