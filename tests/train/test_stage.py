@@ -143,3 +143,52 @@ def test_pretrain_config_overrides_shape_the_model_and_typos_are_refused(tmp_pat
     cfg.pretrain.config_overrides = {"hiden_size": 48}
     with pytest.raises(UserError, match=r"pretrain.config_overrides: LlamaConfig has no field 'hiden_size'"):
         run_pipeline(cfg, only=("pretrain",))
+
+
+def test_ensemble_trains_members_by_seed_saves_one_model_and_resumes(tmp_path, run_dir, capsys):
+    """train.ensemble=2: member 0 is the single-model run exactly, member 1 its seed+1 twin; one model/ to load."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from trainforge.models.ensemble import EnsembleForSequenceClassification
+    from trainforge.models.load import load_classifier
+    from trainforge.train.loop import Encoded, evaluate
+
+    for name in ("single", "ensemble"):
+        shutil.copytree(run_dir / "tiny" / "data", tmp_path / name / "tiny" / "data")
+        shutil.copy(run_dir / "news.txt", tmp_path / name / "news.txt")
+    run_pipeline(_config(tmp_path / "single"))
+    result = run_pipeline(_config(tmp_path / "ensemble", ensemble=2))
+    rd = tmp_path / "ensemble" / "tiny"
+    model = load_classifier(rd / "model")
+    assert type(model) is EnsembleForSequenceClassification and len(model.members) == 2
+    single = load_file(tmp_path / "single" / "tiny" / "model" / "model.safetensors")
+    first, second = model.members[0].state_dict(), model.members[1].state_dict()
+    assert all(torch.equal(first[k], v) for k, v in single.items())
+    assert not torch.equal(first["score.weight"], second["score.weight"])
+
+    state = json.loads((rd / "model" / "trainer_state.json").read_text())
+    assert [m["seed"] for m in state["ensemble"]["members"]] == [42, 43]
+    assert result.metrics["train"]["steps"] == 8 and result.metrics["train"]["best_val_accuracy"] == state["ensemble"]["val_accuracy"]
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(rd / "model")
+    rows = [json.loads(line) for line in (rd / "data" / "val.jsonl").read_text().splitlines()]
+    val = Encoded(tok([r["text"] for r in rows], truncation=True, max_length=32)["input_ids"],
+                  [model.config.label2id[r["label"]] for r in rows])
+    assert evaluate(model, val, tok.pad_token_id)["val_accuracy"] == pytest.approx(state["ensemble"]["val_accuracy"], abs=1e-5)
+
+    assert {p.name for p in (rd / "checkpoints" / "train").iterdir()} == {"member-0", "member-1"}
+    cfg = _config(tmp_path / "ensemble", ensemble=2).model_copy(deep=True)
+    cfg.train.resume = True  # both members are finished: they load from their checkpoints instead of training again
+    capsys.readouterr()
+    run_pipeline(cfg, force=("train",), only=("train",))
+    assert capsys.readouterr().err.count("resumed from step 4") == 2
+    again = load_classifier(rd / "model")
+    assert all(torch.equal(v, again.state_dict()[k]) for k, v in model.state_dict().items())
+
+
+def test_ensemble_is_for_plain_classifiers():
+    with pytest.raises(UserError, match="ensemble=2 is for task classification with method full, freeze or unfreeze"):
+        validate_config({"name": "x", "train": {"method": "lora", "ensemble": 2}})

@@ -67,8 +67,11 @@ def classifier_class(architectures: list[str] | None):
     """The class that rebuilds a saved classifier: ours for concat pooling (models/pooling.py), else Auto."""
     from transformers import AutoModelForSequenceClassification
 
+    from trainforge.models import ensemble
     from trainforge.models.pooling import ARCHITECTURE
 
+    if architectures and architectures[0] == ensemble.ARCHITECTURE:  # train.ensemble > 1 (models/ensemble.py)
+        return ensemble.EnsembleForSequenceClassification
     if architectures and architectures[0] == ARCHITECTURE:
         from trainforge.models.pooling import LlamaForConcatPoolClassification
 

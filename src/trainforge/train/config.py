@@ -151,6 +151,9 @@ class TrainConfig(LoopConfig):
     embeddings deepest) trains at lr / layer_lr_decay^d; 1.0 trains every layer at lr."""
     pooling: Literal["last", "concat"] = "last"
     """Decoder classifiers: the last real token's state, or ULMFiT's [last; mean; max] of every position's state."""
+    ensemble: int = Field(1, ge=1)
+    """Classification: fine-tune this many classifiers with seeds seed, seed+1, … and average their probabilities
+    (a deep ensemble saved as one model, models/ensemble.py). Costs K× the training and inference time."""
     lora: LoraConfig = LoraConfig()
     """method=lora."""
     prompt: PromptConfig = PromptConfig()
@@ -159,6 +162,13 @@ class TrainConfig(LoopConfig):
     """method=freeze or unfreeze."""
     sft: SftConfig = SftConfig()
     """task=sft."""
+
+    @model_validator(mode="after")
+    def _ensemble_of_plain_classifiers(self) -> "TrainConfig":
+        if self.ensemble > 1 and (self.task != "classification" or self.method not in ("full", "freeze", "unfreeze")):
+            raise ValueError(f"ensemble={self.ensemble} is for task classification with method full, freeze or unfreeze "
+                             f"(got task {self.task}, method {self.method}); set ensemble: 1")
+        return self
 
 
 class PretrainConfig(LoopConfig):

@@ -4,6 +4,7 @@ Reads data/train.jsonl and data/val.jsonl (and pretrain/ when `train.model: pret
     tokenizer/          the tokenizer (trained BPE, or the model directory's)
     model/              config.json (with id2label), model.safetensors, tokenizer files,
                         trainer_state.json (loss curve, evals, tokens/s, trainable share)
+                        — with train.ensemble: K, the K members in model.ensemble.safetensors (models/ensemble.py)
                         — for LoRA the adapter merged into the base (merge-and-export)
                         — for prompt/prefix (and unmerged LoRA) the peft adapter + base/ (models/load.py)
     adapter/            LoRA / prompt / prefix adapters: load with peft.PeftModel.from_pretrained
@@ -91,8 +92,12 @@ def run_train(ctx) -> dict:
     if cfg.task == "classification":
         train, val, labels = classification_data(tokenizer, cfg, train_rows, val_rows)
         id2label = dict(enumerate(labels))
-        model = build_classifier(cfg.model, len(tokenizer), len(labels), cfg.max_length, cfg.dropout, id2label,
-                                 tokenizer.pad_token_id, run_dir=ctx.run_dir, pooling=cfg.pooling)
+
+        def new_classifier():
+            return build_classifier(cfg.model, len(tokenizer), len(labels), cfg.max_length, cfg.dropout, id2label,
+                                    tokenizer.pad_token_id, run_dir=ctx.run_dir, pooling=cfg.pooling)
+
+        model = new_classifier()
     else:
         labels = []
         tokenizer.chat_template = tokenizer.chat_template or CHAT_TEMPLATE
@@ -118,15 +123,25 @@ def run_train(ctx) -> dict:
             f"({n_trainable / n_params:.2%}){f', up to {ever:,} as blocks unfreeze' if setup.unfreeze else ''}; "
             f"{len(train):,} train / {len(val):,} val examples, {mean_len:.1f} tokens each on average"
         )
-    result = fit(model, train, val, cfg, tokenizer.pad_token_id, ctx.config.seed, groups=setup.groups,
-                 unfreeze=setup.unfreeze, checkpoint_dir=ctx.path("checkpoints", "train"), stage="train")
+    if cfg.ensemble == 1:
+        result = fit(model, train, val, cfg, tokenizer.pad_token_id, ctx.config.seed, groups=setup.groups,
+                     unfreeze=setup.unfreeze, checkpoint_dir=ctx.path("checkpoints", "train"), stage="train")
+        results, ensemble_val = [result], None
+    else:
+        model, results, ensemble_val = train_ensemble(ctx, cfg, model, setup, new_classifier, train, val,
+                                                      tokenizer.pad_token_id, steps_per_epoch)
+        result = results[0]
+        n_params = sum(p.numel() for p in model.parameters())
+        n_trainable = n_trainable * cfg.ensemble
+    seconds, tokens = sum(r.seconds for r in results), sum(r.tokens for r in results)
 
     metrics = {
         "best_val_accuracy" if cfg.task == "classification" else "best_val_loss":
+            ensemble_val if ensemble_val is not None else
             result.best.get("val_accuracy" if cfg.task == "classification" else "val_loss", float("nan")),
         "final_loss": result.history[-1]["loss"] if result.history else float("nan"),
-        "steps": result.steps,
-        "tokens_per_second": round(result.tokens_per_second, 1),
+        "steps": sum(r.steps for r in results),
+        "tokens_per_second": round(tokens / seconds if seconds else 0.0, 1),
         "parameters": n_params,
         "trainable_parameters": n_trainable,
         "trainable_share": round(n_trainable / n_params, 6),
@@ -141,10 +156,10 @@ def run_train(ctx) -> dict:
         "log_history": result.history,
         "eval_history": result.evals,
         "best": result.best,
-        "steps": result.steps,
-        "tokens": result.tokens,
-        "train_seconds": round(result.seconds, 2),
-        "tokens_per_second": round(result.tokens_per_second, 1),
+        "steps": metrics["steps"],
+        "tokens": tokens,
+        "train_seconds": round(seconds, 2),
+        "tokens_per_second": metrics["tokens_per_second"],
         "parameters": n_params,
         "trainable_parameters": n_trainable,
         "micro_batch": result.micro_batch,
@@ -153,11 +168,46 @@ def run_train(ctx) -> dict:
         "stopped_early": result.stopped_early,
         "labels": labels,
     }
+    if ensemble_val is not None:  # log_history / eval_history above are member 0's curves
+        state["ensemble"] = {"val_accuracy": ensemble_val, "members": [
+            {"seed": ctx.config.seed + k, "best": r.best, "steps": r.steps, "seconds": round(r.seconds, 2)}
+            for k, r in enumerate(results)]}
     out = ctx.path("model") if ctx.path("model").is_dir() else ctx.path("adapter")
     (out / "trainer_state.json").write_text(json.dumps(state, indent=1))
     if generations is not None:
         metrics.update(sft.write_generations(generations, out / "generations.jsonl"))
     return metrics
+
+
+def train_ensemble(ctx, cfg: TrainConfig, first, setup, new_classifier, train, val, pad_id: int, steps_per_epoch: int):
+    """train.ensemble = K: fine-tune K classifiers from the same body with seeds seed, seed+1, … (member 0 is
+    exactly the single-model run) and join them (models/ensemble.py). Each member checkpoints under
+    checkpoints/train/member-<k>/, so `--resume` skips finished members and continues the interrupted one.
+    Returns (ensemble, each member's FitResult, the ensemble's val accuracy)."""
+    import torch
+
+    from trainforge.models.ensemble import EnsembleForSequenceClassification
+    from trainforge.train.distributed import init
+    from trainforge.train.loop import evaluate, fit
+    from trainforge.train.methods import apply_method
+
+    members, results = [], []
+    for k in range(cfg.ensemble):
+        seed = ctx.config.seed + k
+        if k:  # as the runner seeds the stage before member 0 is built
+            torch.manual_seed(seed)
+            setup = apply_method(new_classifier(), cfg, steps_per_epoch)
+        model = setup.model if k else first
+        results.append(fit(model, train, val, cfg, pad_id, seed, groups=setup.groups, unfreeze=setup.unfreeze,
+                           checkpoint_dir=ctx.path("checkpoints", "train", f"member-{k}"),
+                           stage=f"train member {k + 1}/{cfg.ensemble}"))
+        members.append(model)
+    ensemble = EnsembleForSequenceClassification.from_members(members)
+    accuracy = round(evaluate(ensemble, val, pad_id)["val_accuracy"], 5)
+    if init().is_main:
+        alone = ", ".join(f"{r.best.get('val_accuracy', float('nan')):.4f}" for r in results)
+        console.print(f"          ensemble of {cfg.ensemble}: val accuracy {accuracy:.4f} (members alone: {alone})")
+    return ensemble, results, accuracy
 
 
 def keeps_adapter(cfg: TrainConfig) -> bool:
