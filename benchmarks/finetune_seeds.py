@@ -1,6 +1,7 @@
 """How much of a run's test accuracy is its seed: the same fine-tune repeated with other seeds.
 
     .venv/bin/python benchmarks/finetune_seeds.py [--run runs/quickstart] [--seeds 42 43 44] [--threads N]
+        [--shared-init [--soup]] [--distill ALPHA]
 
 Takes a finished run (its data/ split, pretrain/ body and train: config) and fine-tunes the
 classifier once per seed, exactly as the train stage does with `seed: S` (head initialisation,
@@ -8,6 +9,10 @@ data order and dropout all follow the seed; the data split and the pretrained bo
 Scores each on val and test, then the ensemble that averages the first k models' probabilities.
 The TF-IDF+LR baseline is the run's own (eval/metrics.json). Seed 42 on the quickstart
 reproduces the train stage's figures exactly; each seed takes about 2 minutes on 2 cores.
+
+--shared-init: every member starts from the first seed's head initialisation (only data order and
+dropout follow the seed), as a weight average needs; --soup then also scores the uniform average
+of the members' weights (a "model soup", Wortsman et al., 2022): one model's inference cost.
 
 --distill ALPHA: then train one more model of the same size from the pretrained body (seed 42) on
 the ensemble's averaged probabilities (ALPHA · KL at T=1 + (1 − ALPHA) · cross-entropy, the
@@ -35,9 +40,13 @@ def main() -> None:
     ap.add_argument("--run", default="runs/quickstart")
     ap.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: every core)")
+    ap.add_argument("--shared-init", action="store_true", help="initialise every member's head with the first seed")
+    ap.add_argument("--soup", action="store_true", help="also score the members' averaged weights (needs --shared-init)")
     ap.add_argument("--distill", type=float, default=None, metavar="ALPHA",
                     help="also distil the ensemble into one model with this weight on the soft targets")
     args = ap.parse_args()
+    if args.soup and not args.shared_init:
+        ap.error("--soup averages weights, which needs members from one initialisation: add --shared-init")
 
     from transformers import AutoTokenizer
 
@@ -72,15 +81,24 @@ def main() -> None:
 
     singles, probs, members = [], {"val": [], "test": []}, []
     for seed in args.seeds:
-        model = fresh(seed)
+        model = fresh(args.seeds[0] if args.shared_init else seed)
         fit(model, train, val, cfg, pad, seed, stage=f"seed {seed}")
         p = probabilities(model)
         for s in p:
             probs[s].append(p[s])
         singles.append({"seed": seed, "val": acc(p["val"], "val"), "test": acc(p["test"], "test")})
         print(json.dumps(singles[-1]), flush=True)
-        if args.distill is not None:
+        if args.distill is not None or args.soup:
             members.append(model)
+
+    soups = {}
+    for k in range(2, len(members) + 1) if args.soup else ():
+        soup = fresh(args.seeds[0])
+        states = [m.state_dict() for m in members[:k]]
+        soup.load_state_dict({n: sum(st[n] for st in states) / k if t.is_floating_point() else t
+                              for n, t in states[0].items()})
+        p = probabilities(soup)
+        soups[k] = {"val": acc(p["val"], "val"), "test": acc(p["test"], "test")}
 
     student = None
     if args.distill is not None:
@@ -112,6 +130,8 @@ def main() -> None:
     for k in range(2, len(args.seeds) + 1):
         ens = {s: acc(sum(probs[s][:k]) / k, s) for s in ("val", "test")}
         print(f"{'ensemble ' + str(k):<10} {ens['val']:>8.4f} {ens['test']:>9.4f}   (probabilities of the first {k} averaged)")
+    for k, r in soups.items():
+        print(f"{'soup ' + str(k):<10} {r['val']:>8.4f} {r['test']:>9.4f}   (weights of the first {k} averaged: one model)")
     if student is not None:
         print(f"{'distilled':<10} {student['val']:>8.4f} {student['test']:>9.4f}   (one model, alpha {args.distill})")
     print(f"\nTF-IDF+LR baseline on the same test split: {baseline:.4f}; n = {n}, one standard error ≈ "

@@ -83,6 +83,11 @@ class BlockView:
 
 def block_views(model: nn.Module) -> tuple[str, list[BlockView]]:
     """('bert' | 'llama', one view per layer) or a UserError naming what is supported."""
+    from trainforge.models.ensemble import EnsembleForSequenceClassification
+
+    if isinstance(model, EnsembleForSequenceClassification):
+        raise UserError(f"compress.structured: prunes one model's blocks and this is an ensemble of {len(model.members)} "
+                        f"(train.ensemble); use int8, magnitude pruning or distill, or train with ensemble: 1")
     base = model.base_model
     if hasattr(base, "encoder") and hasattr(base.encoder, "layer"):
         layers = base.encoder.layer

@@ -36,8 +36,11 @@ def load_eager_classifier(model_dir: Path):
 
 
 def classifier_position(model, n_tokens: int) -> int:
-    """Decoder classifiers (Llama, GPT-2, Qwen: a `score` head) read the last token; encoders read 0."""
-    return n_tokens - 1 if hasattr(model, "score") else 0
+    """Decoder classifiers (Llama, GPT-2, Qwen: a `score` head) read the last token; encoders read 0.
+    An ensemble's members share one architecture; its maps are the members' mean (models/ensemble.py)."""
+    from trainforge.models.ensemble import first_member
+
+    return n_tokens - 1 if hasattr(first_member(model), "score") else 0
 
 
 def token_strings(tokenizer, text: str, max_tokens: int) -> tuple[list[int], list[str]]:
