@@ -51,3 +51,27 @@ def test_distillation_lowers_student_kl_to_teacher(hidden_loss_weight):
     after = mean_kl(trained, teacher, data, 0)
     assert summary["student_layers"] == 1 and summary["steps"] == 20
     assert after < 0.5 * before, (before, after)
+
+
+def test_an_ensemble_distils_into_an_ensemble_of_shallower_members():
+    """train.ensemble's model: each member keeps evenly spaced blocks of its own teacher member."""
+    from trainforge.models.ensemble import EnsembleForSequenceClassification
+
+    teacher = EnsembleForSequenceClassification.from_members([tiny_llama(seed=s) for s in (0, 1)])
+    student, mapping = build_student(teacher, None)
+    assert type(student) is EnsembleForSequenceClassification and len(student.members) == 2
+    assert all(m.config.num_hidden_layers == teacher.config.num_hidden_layers // 2 for m in student.members)
+    t_state, s_state = teacher.state_dict(), student.state_dict()
+    for k in (0, 1):
+        key = f"members.{k}.model.layers.0.mlp.up_proj.weight"
+        assert torch.equal(s_state[key], t_state[key.replace(".layers.0.", f".layers.{mapping[0]}.")])
+    data = token_data(64)
+    with torch.no_grad():  # opinionated members, as above, and a random student (hidden states: the members' mean)
+        for m in teacher.members:
+            m.score.weight.mul_(40.0)
+    torch.manual_seed(0)
+    before = mean_kl(build_student(teacher, 1, from_teacher=False)[0], teacher, data, 0)
+    cfg = DistillConfig(max_steps=20, lr=3e-3, batch_size=16, alpha=1.0, temperature=2.0, hidden_loss_weight=1.0,
+                        init_from_teacher=False)
+    trained, summary = distill(teacher, data, cfg, 0, seed=0)
+    assert summary["steps"] == 20 and mean_kl(trained, teacher, data, 0) < 0.5 * before, before

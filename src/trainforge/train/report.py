@@ -59,6 +59,11 @@ def training(run_dir: Path) -> str | None:
         extras.append("stopped early")
     if st.get("grad_accum", 1) > 1:
         extras.append(f"micro-batch {st['micro_batch']} × {st['grad_accum']} accumulation")
+    ens = st.get("ensemble")
+    if ens:  # train.ensemble: the curves are member 1's; the model averages every member's probabilities
+        alone = ", ".join(f"{m['best'].get('val_accuracy', float('nan')):.4f}" for m in ens["members"])
+        extras.append(f"ensemble of {len(ens['members'])} (seeds {', '.join(str(m['seed']) for m in ens['members'])}; "
+                      f"curves are the first's): val accuracy {ens['val_accuracy']:.4f}, members alone {alone}")
     return (
         f"<h2>Training</h2>{pre}<h3>Fine-tuning (method {esc(st.get('method', 'full'))})</h3>"
         f"<p>{st['parameters'] / 1e6:.2f}M parameters, {st['trainable_parameters']:,} trainable "
