@@ -64,9 +64,12 @@ def test_saves_and_loads_back_through_the_loader_and_compressed_variants(tmp_pat
     with pytest.raises(Exception, match="model.safetensors|no file"):  # never one member's shape with random weights
         AutoModelForSequenceClassification.from_pretrained(tmp_path / "model")
 
+    from trainforge.evaluate.attention import classifier_position
+
     eager = load_classifier(tmp_path / "model", attn_implementation="eager")  # what attention maps load
     attn = logits(eager, output_attentions=True).attentions
     assert len(attn) == TINY["num_hidden_layers"] and attn[0].shape == (2, 2, 6, 6)
+    assert classifier_position(eager, 6) == 5  # decoder members read the last token
 
     tok = train_bpe(["房间很干净"] * 5, vocab_size=300, min_frequency=1, max_length=16, family="llama")
     stored = to_weight_only_int8(again)
@@ -83,3 +86,11 @@ def test_a_missing_weights_file_is_a_clear_error(tmp_path):
     (tmp_path / "model.ensemble.safetensors").unlink()
     with pytest.raises(UserError, match="model.ensemble.safetensors is missing"):
         load_classifier(tmp_path)
+
+
+def test_structured_pruning_refuses_an_ensemble():
+    from trainforge.compress.prune import block_views
+    from trainforge.errors import UserError
+
+    with pytest.raises(UserError, match="compress.structured: prunes one model's blocks and this is an ensemble of 2"):
+        block_views(EnsembleForSequenceClassification.from_members(members(2)))

@@ -128,11 +128,10 @@ def run_train(ctx) -> dict:
                      unfreeze=setup.unfreeze, checkpoint_dir=ctx.path("checkpoints", "train"), stage="train")
         results, ensemble_val = [result], None
     else:
-        model, results, ensemble_val = train_ensemble(ctx, cfg, model, setup, new_classifier, train, val,
+        model, results, ensemble_val = train_ensemble(ctx, cfg, setup, new_classifier, train, val,
                                                       tokenizer.pad_token_id, steps_per_epoch)
         result = results[0]
-        n_params = sum(p.numel() for p in model.parameters())
-        n_trainable = n_trainable * cfg.ensemble
+        n_params, n_trainable = n_params * cfg.ensemble, n_trainable * cfg.ensemble
     seconds, tokens = sum(r.seconds for r in results), sum(r.tokens for r in results)
 
     metrics = {
@@ -179,10 +178,11 @@ def run_train(ctx) -> dict:
     return metrics
 
 
-def train_ensemble(ctx, cfg: TrainConfig, first, setup, new_classifier, train, val, pad_id: int, steps_per_epoch: int):
-    """train.ensemble = K: fine-tune K classifiers from the same body with seeds seed, seed+1, … (member 0 is
-    exactly the single-model run) and join them (models/ensemble.py). Each member checkpoints under
-    checkpoints/train/member-<k>/, so `--resume` skips finished members and continues the interrupted one.
+def train_ensemble(ctx, cfg: TrainConfig, setup, new_classifier, train, val, pad_id: int, steps_per_epoch: int):
+    """train.ensemble = K: fine-tune K classifiers from the same body with seeds seed, seed+1, … (member 0,
+    which `setup` already holds, is exactly the single-model run) and join them (models/ensemble.py). Each
+    member checkpoints under checkpoints/train/member-<k>/, so `--resume` skips finished members and
+    continues the interrupted one.
     Returns (ensemble, each member's FitResult, the ensemble's val accuracy)."""
     import torch
 
@@ -197,7 +197,7 @@ def train_ensemble(ctx, cfg: TrainConfig, first, setup, new_classifier, train, v
         if k:  # as the runner seeds the stage before member 0 is built
             torch.manual_seed(seed)
             setup = apply_method(new_classifier(), cfg, steps_per_epoch)
-        model = setup.model if k else first
+        model = setup.model
         results.append(fit(model, train, val, cfg, pad_id, seed, groups=setup.groups, unfreeze=setup.unfreeze,
                            checkpoint_dir=ctx.path("checkpoints", "train", f"member-{k}"),
                            stage=f"train member {k + 1}/{cfg.ensemble}"))
