@@ -192,3 +192,25 @@ def test_ensemble_trains_members_by_seed_saves_one_model_and_resumes(tmp_path, r
 def test_ensemble_is_for_plain_classifiers():
     with pytest.raises(UserError, match="ensemble=2 is for task classification with method full, freeze or unfreeze"):
         validate_config({"name": "x", "train": {"method": "lora", "ensemble": 2}})
+
+
+def test_lm_loss_trains_through_the_stage_and_saves_a_plain_classifier(tmp_path, run_dir, capsys):
+    """train.lm_loss: the loss adds the next-token term on the reviews' text; model/ is an ordinary classifier."""
+    import shutil
+
+    from transformers import AutoModelForSequenceClassification
+
+    from trainforge.train.report import training
+
+    shutil.copytree(run_dir / "tiny" / "data", tmp_path / "tiny" / "data")
+    shutil.copy(run_dir / "news.txt", tmp_path / "news.txt")
+    plain = run_pipeline(_config(tmp_path))
+    capsys.readouterr()
+    aux = run_pipeline(_config(tmp_path, lm_loss=1.0), only=("train",))
+    assert "loss = cross-entropy + 1 × next-token loss" in capsys.readouterr().err
+    assert aux.metrics["train"]["final_loss"] > plain.metrics["train"]["final_loss"] + 1.0  # the LM term is in the loss
+    rd = tmp_path / "tiny"
+    assert json.loads((rd / "model" / "trainer_state.json").read_text())["lm_loss"] == 1.0
+    model = AutoModelForSequenceClassification.from_pretrained(rd / "model")
+    assert type(model).__name__ == "LlamaForSequenceClassification"
+    assert "next-token loss on the text (train.lm_loss)" in training(rd)

@@ -151,6 +151,10 @@ class TrainConfig(LoopConfig):
     embeddings deepest) trains at lr / layer_lr_decay^d; 1.0 trains every layer at lr."""
     pooling: Literal["last", "concat"] = "last"
     """Decoder classifiers: the last real token's state, or ULMFiT's [last; mean; max] of every position's state."""
+    lm_loss: float = Field(0.0, ge=0)
+    """Classification on a decoder body: add this weight × the next-token loss on each example's own text
+    (an auxiliary LM objective, train/lm_loss.py): the body stays a language model while the head learns the
+    labels. Costs one vocabulary projection per step, nothing at inference; 0 is off."""
     ensemble: int = Field(1, ge=1)
     """Classification: fine-tune this many classifiers with seeds seed, seed+1, … and average their probabilities
     (a deep ensemble saved as one model, models/ensemble.py). Costs K× the training and inference time."""
@@ -164,10 +168,15 @@ class TrainConfig(LoopConfig):
     """task=sft."""
 
     @model_validator(mode="after")
-    def _ensemble_of_plain_classifiers(self) -> "TrainConfig":
+    def _options_the_method_supports(self) -> "TrainConfig":
         if self.ensemble > 1 and (self.task != "classification" or self.method not in ("full", "freeze", "unfreeze")):
             raise ValueError(f"ensemble={self.ensemble} is for task classification with method full, freeze or unfreeze "
                              f"(got task {self.task}, method {self.method}); set ensemble: 1")
+        if self.lm_loss and (self.task != "classification" or self.method in ("prompt", "prefix")):
+            raise ValueError(f"lm_loss={self.lm_loss} is for task classification with method full, freeze, unfreeze or lora "
+                             f"(got task {self.task}, method {self.method}: "
+                             f"{'sft already trains on next tokens' if self.task == 'sft' else 'virtual tokens shift the text'}); "
+                             f"set lm_loss: 0")
         return self
 
 

@@ -167,11 +167,13 @@ class NonFiniteLoss(UserError):
 
 
 def fit(model: torch.nn.Module, train: Encoded, val: Encoded | None, cfg: LoopConfig, pad_id: int, seed: int, *,
-        groups=None, unfreeze=None, checkpoint_dir: Path | None = None, stage: str = "train") -> FitResult:
+        groups=None, unfreeze=None, checkpoint_dir: Path | None = None, stage: str = "train",
+        loss_fn=None) -> FitResult:
     """Train `model` in place; at the end it holds the weights that scored best on val.
 
     groups: [(named params, lr scale)] the optimizer holds (default: every trainable parameter);
-    unfreeze: a methods.UnfreezePlan to call each step; checkpoint_dir: where resumable state goes.
+    unfreeze: a methods.UnfreezePlan to call each step; checkpoint_dir: where resumable state goes;
+    loss_fn(net, batch) → loss replaces the model's own loss (e.g. train/lm_loss.py's auxiliary LM term).
     """
     # ---- setup
     dist = distributed.init()
@@ -286,7 +288,7 @@ def fit(model: torch.nn.Module, train: Encoded, val: Encoded | None, cfg: LoopCo
                 sync = k == len(micro_batches) - 1 or not dist.active
                 with (contextlib.nullcontext() if sync else net.no_sync()), autocast:
                     # each micro-batch's mean loss, weighted by its share of this rank's examples
-                    loss = net(**batch).loss * (len(idx) / len(mine))
+                    loss = (loss_fn(net, batch) if loss_fn else net(**batch).loss) * (len(idx) / len(mine))
                 finite &= bool(torch.isfinite(loss.detach()))
                 (scaler.scale(loss) if scaler is not None else loss).backward()
                 loss_sum += float(loss.detach())

@@ -59,6 +59,8 @@ def training(run_dir: Path) -> str | None:
         extras.append("stopped early")
     if st.get("grad_accum", 1) > 1:
         extras.append(f"micro-batch {st['micro_batch']} × {st['grad_accum']} accumulation")
+    if st.get("lm_loss"):
+        extras.append(f"the train loss includes {st['lm_loss']:g} × the next-token loss on the text (train.lm_loss)")
     ens = st.get("ensemble")
     if ens:  # train.ensemble: the curves are member 1's; the model averages every member's probabilities
         alone = ", ".join(f"{m['best'].get('val_accuracy', float('nan')):.4f}" for m in ens["members"])

@@ -112,6 +112,8 @@ def run_train(ctx) -> dict:
         from trainforge.models.load import save_base
 
         save_base(model, ctx.path("model"))
+    objective = auxiliary_objective(cfg, target)
+    loss_fn = objective(model)
     setup = apply_method(model, cfg, steps_per_epoch)
     model = setup.model
     n_params, n_trainable = count_parameters(model)
@@ -123,12 +125,15 @@ def run_train(ctx) -> dict:
             f"({n_trainable / n_params:.2%}){f', up to {ever:,} as blocks unfreeze' if setup.unfreeze else ''}; "
             f"{len(train):,} train / {len(val):,} val examples, {mean_len:.1f} tokens each on average"
         )
+        if loss_fn is not None:
+            console.print(f"          loss = cross-entropy + {cfg.lm_loss:g} × next-token loss on the text (train.lm_loss)")
     if cfg.ensemble == 1:
         result = fit(model, train, val, cfg, tokenizer.pad_token_id, ctx.config.seed, groups=setup.groups,
-                     unfreeze=setup.unfreeze, checkpoint_dir=ctx.path("checkpoints", "train"), stage="train")
+                     unfreeze=setup.unfreeze, checkpoint_dir=ctx.path("checkpoints", "train"), stage="train",
+                     loss_fn=loss_fn)
         results, ensemble_val = [result], None
     else:
-        model, results, ensemble_val = train_ensemble(ctx, cfg, setup, new_classifier, train, val,
+        model, results, ensemble_val = train_ensemble(ctx, cfg, setup, new_classifier, objective, train, val,
                                                       tokenizer.pad_token_id, steps_per_epoch)
         result = results[0]
         n_params, n_trainable = n_params * cfg.ensemble, n_trainable * cfg.ensemble
@@ -152,6 +157,7 @@ def run_train(ctx) -> dict:
     save_model(model, setup.peft, cfg, tokenizer, ctx.path("model"), ctx.path("adapter"))
     state = {
         "method": cfg.method,
+        "lm_loss": cfg.lm_loss,
         "log_history": result.history,
         "eval_history": result.evals,
         "best": result.best,
@@ -178,7 +184,17 @@ def run_train(ctx) -> dict:
     return metrics
 
 
-def train_ensemble(ctx, cfg: TrainConfig, setup, new_classifier, train, val, pad_id: int, steps_per_epoch: int):
+def auxiliary_objective(cfg: TrainConfig, target):
+    """model → the loss_fn `fit` uses: None (the model's own loss), or with train.lm_loss the classifier's loss
+    plus the auxiliary next-token loss through that model's output projection (train/lm_loss.py)."""
+    from trainforge.train.lm_loss import auxiliary_loss, output_projection
+
+    source = target if isinstance(target, Path) else None
+    return lambda model: auxiliary_loss(cfg.lm_loss, output_projection(model, source)) if cfg.lm_loss else None
+
+
+def train_ensemble(ctx, cfg: TrainConfig, setup, new_classifier, objective, train, val, pad_id: int,
+                   steps_per_epoch: int):
     """train.ensemble = K: fine-tune K classifiers from the same body with seeds seed, seed+1, … (member 0,
     which `setup` already holds, is exactly the single-model run) and join them (models/ensemble.py). Each
     member checkpoints under checkpoints/train/member-<k>/, so `--resume` skips finished members and
@@ -200,7 +216,7 @@ def train_ensemble(ctx, cfg: TrainConfig, setup, new_classifier, train, val, pad
         model = setup.model
         results.append(fit(model, train, val, cfg, pad_id, seed, groups=setup.groups, unfreeze=setup.unfreeze,
                            checkpoint_dir=ctx.path("checkpoints", "train", f"member-{k}"),
-                           stage=f"train member {k + 1}/{cfg.ensemble}"))
+                           stage=f"train member {k + 1}/{cfg.ensemble}", loss_fn=objective(model)))
         members.append(model)
     ensemble = EnsembleForSequenceClassification.from_members(members)
     accuracy = round(evaluate(ensemble, val, pad_id)["val_accuracy"], 5)
