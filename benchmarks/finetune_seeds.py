@@ -1,10 +1,10 @@
 """How much of a run's test accuracy is its seed: the same fine-tune repeated with other seeds.
 
     .venv/bin/python benchmarks/finetune_seeds.py [--run runs/quickstart] [--seeds 42 43 44] [--threads N]
-        [--shared-init [--soup]] [--distill ALPHA]
+        [--lm-loss W] [--shared-init [--soup]] [--distill ALPHA]
 
-Takes a finished run (its data/ split, pretrain/ body and train: config) and fine-tunes the
-classifier once per seed, exactly as the train stage does with `seed: S` (head initialisation,
+Takes a finished run (its data/ split, pretrain/ body and train: config, `lm_loss` included) and fine-tunes
+the classifier once per seed, exactly as the train stage does with `seed: S` (head initialisation,
 data order and dropout all follow the seed; the data split and the pretrained body stay fixed).
 Scores each on val and test, then the ensemble that averages the first k models' probabilities.
 The TF-IDF+LR baseline is the run's own (eval/metrics.json). Seed 42 on the quickstart
@@ -42,6 +42,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: every core)")
     ap.add_argument("--shared-init", action="store_true", help="initialise every member's head with the first seed")
     ap.add_argument("--soup", action="store_true", help="also score the members' averaged weights (needs --shared-init)")
+    ap.add_argument("--lm-loss", type=float, default=None, metavar="W",
+                    help="fine-tune with this train.lm_loss instead of the run's (0 turns the auxiliary LM loss off)")
     ap.add_argument("--distill", type=float, default=None, metavar="ALPHA",
                     help="also distil the ensemble into one model with this weight on the soft targets")
     args = ap.parse_args()
@@ -54,7 +56,7 @@ def main() -> None:
     from trainforge.data.io import read_jsonl
     from trainforge.models.presets import build_classifier
     from trainforge.train.loop import fit, predict_logits
-    from trainforge.train.stage import classification_data
+    from trainforge.train.stage import auxiliary_objective, classification_data
 
     run = Path(args.run)
     if args.threads:
@@ -62,6 +64,8 @@ def main() -> None:
     cfg = load_config(run / "config.resolved.yaml").train
     if cfg is None or cfg.task != "classification" or cfg.method != "full" or cfg.model != "pretrain":
         sys.exit(f"{run}: this benchmark repeats a full fine-tune of the run's pretrain/ body (train.model: pretrain, method full)")
+    if args.lm_loss is not None:
+        cfg = cfg.model_copy(update={"lm_loss": args.lm_loss})
     tokenizer = AutoTokenizer.from_pretrained(run / "pretrain")
     rows = {s: read_jsonl(run / "data" / f"{s}.jsonl") for s in ("train", "val", "test")}
     train, val, labels = classification_data(tokenizer, cfg, rows["train"], rows["val"])
@@ -79,10 +83,11 @@ def main() -> None:
         return build_classifier("pretrain", len(tokenizer), len(labels), cfg.max_length, cfg.dropout,
                                 dict(enumerate(labels)), pad, run_dir=run, pooling=cfg.pooling)
 
+    objective = auxiliary_objective(cfg, run / "pretrain")  # train.lm_loss, as the train stage applies it
     singles, probs, members = [], {"val": [], "test": []}, []
     for seed in args.seeds:
         model = fresh(args.seeds[0] if args.shared_init else seed)
-        fit(model, train, val, cfg, pad, seed, stage=f"seed {seed}")
+        fit(model, train, val, cfg, pad, seed, stage=f"seed {seed}", loss_fn=objective(model))
         p = probabilities(model)
         for s in p:
             probs[s].append(p[s])

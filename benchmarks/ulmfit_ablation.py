@@ -8,6 +8,7 @@ baseline beside it) in runs/ablation-<variant>/:
     scratch        no pretraining: llama-tiny from random init, full fine-tuning
     in-domain      + LM fine-tuning on the training reviews only (pretrain.epochs=0)
     quickstart     + the news LM before it (ULMFiT steps 1-2), full fine-tuning: the config as is
+    no-lm-loss     the quickstart's body fine-tuned without the auxiliary next-token loss (train.lm_loss=0)
     concat         the quickstart's pretrained body with ULMFiT's concat-pooling head ([last; mean; max])
     unfreeze       the quickstart's body with gradual unfreezing + discriminative lrs (ULMFiT step 3)
 
@@ -38,6 +39,7 @@ VARIANTS: dict[str, tuple[list[str], str | None]] = {
     "scratch": (["pretrain=null", "train.model=llama-tiny"], None),
     "in-domain": (["pretrain.epochs=0"], None),
     "quickstart": ([], None),
+    "no-lm-loss": (["train.lm_loss=0"], "quickstart"),
     "concat": (["train.pooling=concat"], "quickstart"),
     "unfreeze": (["train.method=unfreeze"], "quickstart"),
 }
