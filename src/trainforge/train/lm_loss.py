@@ -81,7 +81,7 @@ def auxiliary_loss(weight: float, projection: torch.Tensor) -> Callable[[torch.n
         hidden = out.hidden_states[-1]  # B, T, C after the final norm
         mask = batch["attention_mask"]
         follows = (mask[:, 1:] * mask[:, :-1]).bool()  # position t predicts token t+1, both real
-        logits = hidden[:, :-1][follows] @ projection.to(hidden.dtype).T  # real positions only: N, V
+        logits = hidden[:, :-1][follows] @ projection.to(hidden.device, hidden.dtype).T  # real positions only: N, V
         lm = F.cross_entropy(logits.float(), batch["input_ids"][:, 1:][follows])
         return out.loss + weight * lm
 

@@ -191,7 +191,8 @@ def fit(model: torch.nn.Module, train: Encoded, val: Encoded | None, cfg: LoopCo
         raise UserError(f"{stage}.batch_size={cfg.batch_size} is smaller than grad_accum × ranks = {cfg.grad_accum * dist.world}")
     seq_len = max(len(x) for x in train.input_ids[:1000])
     limit = int((cfg.memory_limit_gb * (1 << 30)) if cfg.memory_limit_gb else 0.8 * memory.available_bytes())
-    fitted, est = memory.fit_micro_batch(model, micro, seq_len, cfg.precision, lm, limit)
+    vocab_logits = lm or loss_fn is not None  # train.lm_loss projects onto the vocabulary too
+    fitted, est = memory.fit_micro_batch(model, micro, seq_len, cfg.precision, vocab_logits, limit)
     if dist.is_main:
         console.print(f"          memory estimate at micro-batch {micro}×{seq_len} tokens: {est.describe()} (limit {limit / (1 << 30):.1f} GiB)")
         if fitted != micro:
