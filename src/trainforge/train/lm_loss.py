@@ -13,6 +13,10 @@ projection is as large as its blocks) and nothing at inference: model/ is the pl
 
 The output projection is the body's input embedding when the two are tied (the built-in Llama
 presets, most small decoders), else the pretrained directory's own `lm_head`, held fixed.
+
+The LM term is a mean over each micro-batch's real tokens, weighted like the classifier's loss by the
+micro-batch's share of examples: exact for one process without accumulation, and under DDP or
+gradient accumulation a close approximation when micro-batches hold different numbers of tokens.
 """
 
 from __future__ import annotations
