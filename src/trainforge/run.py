@@ -222,6 +222,16 @@ class Ranks:
 
             dist.barrier()
 
+    def close(self) -> None:
+        """Meet once more, then leave the group: a rank that exits with its gloo group still open can abort in
+        the group's destructor (std::terminate) while rank 0 is still writing the report."""
+        if self.world > 1:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.barrier()
+                dist.destroy_process_group()
+
 
 def _follow_rank_zero(cfg: Config, enabled: list[Stage], only: tuple[str, ...], ranks: Ranks) -> RunResult:
     """A rank other than 0: take rank 0's decisions, join the distributed stages, write nothing else."""
@@ -236,6 +246,7 @@ def _follow_rank_zero(cfg: Config, enabled: list[Stage], only: tuple[str, ...], 
             seed_everything(cfg.seed)
             _load_entry(stage.entry)(StageContext(cfg, cfg.run_dir, stage.name))
         ranks.barrier()
+    ranks.close()
     return RunResult(cfg.run_dir, [], [], {})
 
 
@@ -345,6 +356,7 @@ def run_pipeline(cfg: Config, force: tuple[str, ...] = (), only: tuple[str, ...]
         manifest["mlflow_run_id"] = tracker.run_id
         write_json_atomic(run_dir / "manifest.json", manifest)
         tracker.finish(run_dir, failed)
+    ranks.close()
     return result
 
 
