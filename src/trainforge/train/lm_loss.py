@@ -73,7 +73,7 @@ def output_projection(model: torch.nn.Module, source: Path | None) -> torch.Tens
             "a fresh preset has no trained lm_head"
         raise UserError(f"train.lm_loss: this body's input and output embeddings are untied and {where}; "
                         f"use a pretrained causal-LM directory (or a tied preset) or set train.lm_loss: 0")
-    return head.to(embedding.dtype)
+    return head.to(embedding.device, embedding.dtype)  # once, not every step
 
 
 def auxiliary_loss(weight: float, projection: torch.Tensor) -> Callable[[torch.nn.Module, dict], torch.Tensor]:
