@@ -36,6 +36,20 @@ def make_lm(n: int = 48, length: int = 16, seed: int = 0) -> Encoded:
     return Encoded(blocks, [0] * n, token_labels=blocks)
 
 
+def make_sft(n: int = 64, seed: int = 0) -> Encoded:
+    """Prompt + response pairs of varied lengths, the loss masked to the response (as train/sft.py builds them):
+    micro-batches hold different numbers of target tokens."""
+    rng = random.Random(seed)
+    ids, targets = [], []
+    for _ in range(n):
+        prompt = [rng.randrange(8, VOCAB) for _ in range(rng.randrange(2, 14))]
+        start = rng.randrange(3, VOCAB - 12)
+        response = list(range(start, start + rng.randrange(1, 12)))
+        ids.append([1] + prompt + response + [2])
+        targets.append([-100] * (1 + len(prompt)) + response + [2])
+    return Encoded(ids, [0] * n, token_labels=targets)
+
+
 def llama_config(**kw):
     from transformers import LlamaConfig
 

@@ -27,6 +27,25 @@ def single_process_reference(out: Path) -> None:
     model.zero_grad(set_to_none=True)
     fit(model, data, None, _cfg(), PAD, seed=0)
     torch.save(model.state_dict(), out / "weights-1.pt")
+    for name, (model, data, loss_fn) in _token_loss_runs().items():
+        fit(model, data, None, _cfg(), PAD, seed=0, loss_fn=loss_fn)
+        torch.save(model.state_dict(), out / f"weights-{name}-1.pt")
+
+
+def _token_loss_runs() -> dict:
+    """Losses that are means over tokens, with different token counts per micro-batch: SFT (loss masked to
+    the response) and a classifier with train.lm_loss. Fresh models, seeded."""
+    from transformers import LlamaForCausalLM, LlamaForSequenceClassification
+
+    from tests.train.conftest import llama_config, make_classification, make_sft
+    from trainforge.train.lm_loss import auxiliary_loss
+
+    torch.manual_seed(0)
+    lm = LlamaForCausalLM(llama_config())
+    torch.manual_seed(0)
+    clf = LlamaForSequenceClassification(llama_config(tie_word_embeddings=True))
+    return {"sft": (lm, make_sft(32), None),
+            "lm_loss": (clf, make_classification(32), auxiliary_loss(1.0, clf.get_input_embeddings().weight))}
 
 
 def _cfg(**kw):
@@ -62,6 +81,11 @@ def rank_main(rank: int, world: int, out: str, port: int) -> None:
     fit(model, data, None, _cfg(), PAD, seed=0)
     if info.is_main:
         torch.save(model.state_dict(), out / "weights-ddp.pt")
+    # 2b. token-mean losses under DDP with 2 micro-batches per rank
+    for name, (model, data, loss_fn) in _token_loss_runs().items():
+        fit(model, data, None, _cfg(grad_accum=2), PAD, seed=0, loss_fn=loss_fn)
+        if info.is_main:
+            torch.save(model.state_dict(), out / f"weights-{name}-ddp.pt")
     # 3. FSDP2 fully_shard, where this torch build supports it on this backend
     status = {"fsdp": "ok"}
     try:

@@ -44,6 +44,15 @@ def test_loop_under_ddp_matches_one_process(runs):
         assert torch.allclose(one[k], ddp[k], atol=1e-5), k
 
 
+@pytest.mark.parametrize("task", ["sft", "lm_loss"])
+def test_token_mean_losses_under_ddp_and_accumulation_match_one_process(runs, task):
+    """2 ranks × 2 micro-batches, each holding a different number of target tokens: the same weights as one
+    process on the whole batch, because the loop divides summed token losses by the global batch's count."""
+    one, ddp = torch.load(runs / f"weights-{task}-1.pt"), torch.load(runs / f"weights-{task}-ddp.pt")
+    for k in one:
+        assert torch.allclose(one[k], ddp[k], atol=1e-5), k
+
+
 def test_fsdp_matches_one_process_where_supported(runs):
     status = json.loads((runs / "status.json").read_text())
     if status["fsdp"] != "ok":

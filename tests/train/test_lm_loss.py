@@ -9,6 +9,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassifi
 from trainforge.config import validate_config
 from trainforge.errors import UserError
 from trainforge.train.lm_loss import auxiliary_loss, output_projection
+from trainforge.train.loop import Weights
 
 SHAPE = dict(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
              num_key_value_heads=2, pad_token_id=0, max_position_embeddings=32)
@@ -20,6 +21,9 @@ def _saved_lm(tmp_path, tied: bool):
     lm.save_pretrained(tmp_path)
     clf = LlamaForSequenceClassification.from_pretrained(tmp_path, num_labels=2).eval()
     return lm, clf
+
+
+WHOLE = Weights(examples=1.0, tokens=7)  # _batch() is the whole batch: 5 + 2 next-token predictions
 
 
 def _batch():
@@ -36,7 +40,7 @@ def test_auxiliary_term_equals_the_causal_lm_loss_of_the_same_weights(tmp_path, 
     assert torch.equal(projection, lm.lm_head.weight.detach())
     assert (projection is clf.get_input_embeddings().weight) == tied  # tied: trains with the body; untied: fixed
     with torch.no_grad():
-        total = auxiliary_loss(0.5, projection)(clf, batch)
+        total = auxiliary_loss(0.5, projection)(clf, batch, WHOLE)
         own = clf(**batch).loss
         reference = lm(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                        labels=batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)).loss
@@ -51,7 +55,7 @@ def test_gradient_of_the_auxiliary_term_reaches_the_tied_embedding(tmp_path):
     clf(**batch).loss.backward()
     plain = clf.get_input_embeddings().weight.grad.clone()
     clf.zero_grad()
-    aux(clf, batch).backward()
+    aux(clf, batch, WHOLE).backward()
     grad = clf.get_input_embeddings().weight.grad
     assert not torch.allclose(grad, plain)
     assert grad[40:].abs().sum() > 0  # rows of tokens absent from the batch: only the softmax over the vocabulary reaches them

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.train.conftest import PAD, make_classification, make_lm
+from tests.train.conftest import PAD, make_classification, make_lm, make_sft
 from trainforge.train.config import LoopConfig
-from trainforge.train.loop import NonFiniteLoss, evaluate, fit
+from trainforge.train.loop import NonFiniteLoss, collate, evaluate, fit
 
 
 def _cfg(**kw) -> LoopConfig:
@@ -55,6 +55,38 @@ def test_gradient_accumulation_matches_one_big_batch(llama_classifier):
     result = fit(other, data, None, _cfg(max_steps=4, grad_accum=4), PAD, seed=0)
     assert result.micro_batch == 4 and result.grad_accum == 4
     for (n, a), (_, b) in zip(llama_classifier.named_parameters(), other.named_parameters()):
+        assert torch.allclose(a, b, atol=1e-5), n
+
+
+def _lm_loss_fn(model):
+    from trainforge.train.lm_loss import auxiliary_loss
+
+    return auxiliary_loss(1.0, model.get_input_embeddings().weight)  # tied embedding, as the llama presets
+
+
+@pytest.mark.parametrize("task", ["sft", "lm_loss"])
+def test_accumulation_weights_token_losses_by_the_whole_batch(llama_lm, llama_classifier, task):
+    """Micro-batches with different numbers of target tokens: the loss is a mean over the global batch's
+    tokens (not a mean of micro-batch means), so 4 micro-batches train exactly like one big batch."""
+    import copy
+
+    model, data = (llama_lm, make_sft()) if task == "sft" else (llama_classifier, make_classification())
+    if task == "lm_loss":
+        model.config.tie_word_embeddings = True
+        model.score.weight.data.normal_(0, 0.02)
+    # the check can fail: here a mean of per-micro-batch token means is not the global batch's token mean
+    batch = collate(data, list(range(16)), PAD)
+    targets = batch["labels"][:, 1:] != -100 if task == "sft" else (batch["attention_mask"][:, 1:] * batch["attention_mask"][:, :-1]).bool()
+    counts = targets.view(4, 4, -1).sum(dim=(1, 2)).float()
+    assert counts.min() != counts.max()
+
+    other, start = copy.deepcopy(model), copy.deepcopy(model)
+    one = fit(model, data, None, _cfg(max_steps=4), PAD, seed=0, loss_fn=_lm_loss_fn(model) if task == "lm_loss" else None)
+    four = fit(other, data, None, _cfg(max_steps=4, grad_accum=4), PAD, seed=0,
+               loss_fn=_lm_loss_fn(other) if task == "lm_loss" else None)
+    assert four.micro_batch == 4 and four.grad_accum == 4
+    assert one.steps == 4 and not torch.equal(model.model.norm.weight, start.model.norm.weight)
+    for (n, a), (_, b) in zip(model.named_parameters(), other.named_parameters()):
         assert torch.allclose(a, b, atol=1e-5), n
 
 

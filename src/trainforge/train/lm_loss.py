@@ -14,9 +14,9 @@ projection is as large as its blocks) and nothing at inference: model/ is the pl
 The output projection is the body's input embedding when the two are tied (the built-in Llama
 presets, most small decoders), else the pretrained directory's own `lm_head`, held fixed.
 
-The LM term is a mean over each micro-batch's real tokens, weighted like the classifier's loss by the
-micro-batch's share of examples: exact for one process without accumulation, and under DDP or
-gradient accumulation a close approximation when micro-batches hold different numbers of tokens.
+The LM term is a mean over the global batch's predicted tokens and the classifier's a mean over its
+examples, however the loop splits the batch into micro-batches and ranks (train/loop.py's `Weights`):
+gradient accumulation and DDP give the gradient of one process on the whole batch.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from trainforge.errors import UserError
+from trainforge.train.loop import Weights
 
 
 def is_causal_lm(model_type: str) -> bool:
@@ -76,17 +77,17 @@ def output_projection(model: torch.nn.Module, source: Path | None) -> torch.Tens
     return head.to(embedding.device, embedding.dtype)  # once, not every step
 
 
-def auxiliary_loss(weight: float, projection: torch.Tensor) -> Callable[[torch.nn.Module, dict], torch.Tensor]:
+def auxiliary_loss(weight: float, projection: torch.Tensor) -> Callable[[torch.nn.Module, dict, Weights], torch.Tensor]:
     """loss_fn for train.loop.fit: the classifier's loss plus `weight` × the mean next-token loss over the
     batch's real tokens, from the body's final (normed) hidden states."""
 
-    def loss_fn(net: torch.nn.Module, batch: dict) -> torch.Tensor:
+    def loss_fn(net: torch.nn.Module, batch: dict, weights: Weights) -> torch.Tensor:
         out = net(**batch, output_hidden_states=True)
         hidden = out.hidden_states[-1]  # B, T, C after the final norm
         mask = batch["attention_mask"]
         follows = (mask[:, 1:] * mask[:, :-1]).bool()  # position t predicts token t+1, both real
         logits = hidden[:, :-1][follows] @ projection.to(hidden.device, hidden.dtype).T  # real positions only: N, V
-        lm = F.cross_entropy(logits.float(), batch["input_ids"][:, 1:][follows])
-        return out.loss + weight * lm
+        lm = F.cross_entropy(logits.float(), batch["input_ids"][:, 1:][follows], reduction="sum")
+        return out.loss * weights.examples + weight * lm / weights.tokens
 
     return loss_fn

@@ -162,6 +162,18 @@ class FitResult:
         return self.tokens / self.seconds if self.seconds else 0.0
 
 
+@dataclass
+class Weights:
+    """How one micro-batch's loss adds up to the gradient of one process on the whole global batch,
+    whatever the gradient accumulation and the number of ranks: a mean over its examples is multiplied
+    by `examples` (its share of this rank's examples), and a sum over its predicted tokens is divided by
+    `tokens` (the global batch's predicted tokens ÷ ranks, since DDP averages the ranks' gradients).
+    A per-micro-batch token mean would weight a short micro-batch's tokens more than a long one's."""
+
+    examples: float
+    tokens: float
+
+
 class NonFiniteLoss(UserError):
     """Training diverged: too many non-finite losses in a row."""
 
@@ -173,7 +185,8 @@ def fit(model: torch.nn.Module, train: Encoded, val: Encoded | None, cfg: LoopCo
 
     groups: [(named params, lr scale)] the optimizer holds (default: every trainable parameter);
     unfreeze: a methods.UnfreezePlan to call each step; checkpoint_dir: where resumable state goes;
-    loss_fn(net, batch) → loss replaces the model's own loss (e.g. train/lm_loss.py's auxiliary LM term).
+    loss_fn(net, batch, weights) → loss replaces the model's own loss (e.g. train/lm_loss.py's auxiliary LM
+    term); it applies `weights` (a `Weights`) itself.
     """
     # ---- setup
     dist = distributed.init()
@@ -184,6 +197,10 @@ def fit(model: torch.nn.Module, train: Encoded, val: Encoded | None, cfg: LoopCo
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
     total = cfg.max_steps or max(1, int(round(cfg.epochs * steps_per_epoch)))
     eval_every = cfg.eval_every or steps_per_epoch
+    # tokens each example has a next-token loss on: causal-LM targets other than -100 (HF shifts by one),
+    # or for a loss_fn on classification data (train.lm_loss) every real token but the first
+    predicted = ([sum(t != -100 for t in labels[1:]) for labels in train.token_labels] if lm
+                 else [len(ids) - 1 for ids in train.input_ids])
 
     # memory estimate → micro-batch (per rank) and accumulation
     micro = cfg.batch_size // cfg.grad_accum // dist.world
@@ -277,6 +294,7 @@ def fit(model: torch.nn.Module, train: Encoded, val: Encoded | None, cfg: LoopCo
                 queue = bucketed_batches(train, cfg.batch_size, rng)
             global_batch = queue.pop()
             mine = global_batch[dist.rank :: dist.world]
+            per_token = max(1, sum(predicted[i] for i in global_batch)) / dist.world
             micro_batches = [mine[i : i + micro] for i in range(0, len(mine), micro)]
             lr = lr_at(step, total, cfg.lr, cfg.schedule)
             for g in optimizer.param_groups:
@@ -287,9 +305,14 @@ def fit(model: torch.nn.Module, train: Encoded, val: Encoded | None, cfg: LoopCo
             for k, idx in enumerate(micro_batches):
                 batch = collate(train, idx, pad_id)
                 sync = k == len(micro_batches) - 1 or not dist.active
+                weights = Weights(examples=len(idx) / len(mine), tokens=per_token)
                 with (contextlib.nullcontext() if sync else net.no_sync()), autocast:
-                    # each micro-batch's mean loss, weighted by its share of this rank's examples
-                    loss = (loss_fn(net, batch) if loss_fn else net(**batch).loss) * (len(idx) / len(mine))
+                    if loss_fn is not None:
+                        loss = loss_fn(net, batch, weights)
+                    elif lm:  # summed over the micro-batch's targets, ÷ the global batch's (transformers' num_items_in_batch)
+                        loss = net(**batch, num_items_in_batch=weights.tokens).loss
+                    else:
+                        loss = net(**batch).loss * weights.examples
                 finite &= bool(torch.isfinite(loss.detach()))
                 (scaler.scale(loss) if scaler is not None else loss).backward()
                 loss_sum += float(loss.detach())
