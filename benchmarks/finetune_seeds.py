@@ -123,7 +123,8 @@ def main() -> None:
         student = {"val": acc(p["val"], "val"), "test": acc(p["test"], "test")}
         print(json.dumps({"distilled": student}), flush=True)
 
-    baseline = json.loads((run / "eval" / "metrics.json").read_text())["baseline"]["accuracy"]
+    metrics = run / "eval" / "metrics.json"  # absent when the run stopped after pretrain
+    baseline = json.loads(metrics.read_text())["baseline"]["accuracy"] if metrics.is_file() else None
     n = len(test)
     print(f"\n{'seed':<10} {'val acc':>8} {'test acc':>9}")
     for r in singles:
@@ -139,8 +140,9 @@ def main() -> None:
         print(f"{'soup ' + str(k):<10} {r['val']:>8.4f} {r['test']:>9.4f}   (weights of the first {k} averaged: one model)")
     if student is not None:
         print(f"{'distilled':<10} {student['val']:>8.4f} {student['test']:>9.4f}   (one model, alpha {args.distill})")
-    print(f"\nTF-IDF+LR baseline on the same test split: {baseline:.4f}; n = {n}, one standard error ≈ "
-          f"{(0.85 * 0.15 / n) ** 0.5:.3f}")
+    beside = f"TF-IDF+LR baseline on the same test split: {baseline:.4f}; " if baseline is not None else \
+        f"no baseline: {metrics} is missing (run the eval stage); "
+    print(f"\n{beside}n = {n}, one standard error ≈ {(0.85 * 0.15 / n) ** 0.5:.3f}")
 
 
 if __name__ == "__main__":
