@@ -46,20 +46,6 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _config_of_run(run: str):
-    from pathlib import Path
-
-    from trainforge.config import load_config
-    from trainforge.errors import UserError
-
-    resolved = Path(run) / "config.resolved.yaml"
-    if not resolved.is_file():
-        raise UserError(f"{run}: not a run directory (no config.resolved.yaml); pass runs/<name>")
-    cfg = load_config(resolved)
-    # the run may have moved: point runs_dir at where it is now
-    return cfg.model_copy(update={"runs_dir": str(Path(run).resolve().parent), "name": Path(run).resolve().name})
-
-
 def cmd_report(args) -> int:
     from pathlib import Path
 

@@ -102,6 +102,15 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     return validate_config(raw, source=str(path), yaml_text=text, override_origin=origin)
 
 
+def config_of_run(run: str | Path) -> "Config":
+    """The resolved config a run directory was made with, pointed at where the run is now (it may have moved)."""
+    resolved = Path(run) / "config.resolved.yaml"
+    if not resolved.is_file():
+        raise UserError(f"{run}: not a run directory (no config.resolved.yaml); pass runs/<name>")
+    cfg = load_config(resolved)
+    return cfg.model_copy(update={"runs_dir": str(Path(run).resolve().parent), "name": Path(run).resolve().name})
+
+
 def parse_override(item: str) -> tuple[str, Any]:
     """`train.lr=3e-4` → ("train.lr", 0.0003). Values are parsed as YAML scalars/lists."""
     if "=" not in item:

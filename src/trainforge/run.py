@@ -29,6 +29,8 @@ from typing import Any, Callable
 from trainforge.config import Config, dump_config
 from trainforge.console import console, quiet_libraries
 from trainforge.errors import StageFailed, UserError
+from trainforge.threads import torch_threads
+from trainforge.files import sha256_file, write_json_atomic  # noqa: F401 (write_json_atomic: older callers)
 
 
 @dataclass(frozen=True)
@@ -95,14 +97,6 @@ class StageContext:
 # --------------------------------------------------------------------------- hashing
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def hash_paths(run_dir: Path, rel_paths: tuple[str, ...] | list[str]) -> dict[str, str]:
     """{relative file path: sha256} for every file under the given files/folders that exist."""
     out: dict[str, str] = {}
@@ -158,12 +152,6 @@ def read_manifest(run_dir: Path) -> dict:
         except json.JSONDecodeError:
             console.print(f"[yellow]{p} is unreadable; starting a fresh manifest[/]")
     return {"stages": {}}
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False))
-    os.replace(tmp, path)
 
 
 def seed_everything(seed: int) -> None:
@@ -320,7 +308,8 @@ def run_pipeline(cfg: Config, force: tuple[str, ...] = (), only: tuple[str, ...]
             ctx = StageContext(cfg, run_dir, stage.name)
             t0 = time.perf_counter()
             try:
-                metrics = _load_entry(stage.entry)(ctx) or {}
+                with torch_threads(None):  # whatever a stage sets, the next one starts from the same count
+                    metrics = _load_entry(stage.entry)(ctx) or {}
             except KeyboardInterrupt:
                 rec.update(status="interrupted", seconds=round(time.perf_counter() - t0, 2))
                 raise

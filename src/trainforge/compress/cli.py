@@ -21,13 +21,13 @@ def register(sub) -> None:
 
 
 def cmd_compress(args) -> int:
-    from trainforge.cli import _config_of_run
+    from trainforge.config import config_of_run
     from trainforge.compress.config import CompressConfig, DistillConfig, StructuredConfig
     from trainforge.config import parse_override, set_dotted, validate_config
     from trainforge.console import console
     from trainforge.run import run_pipeline
 
-    cfg = _config_of_run(args.run)
+    cfg = config_of_run(args.run)
     section = cfg.compress or CompressConfig()
     if args.int8 or args.weight_only_int8 or args.prune is not None or args.magnitude is not None or args.distill:
         section = section.model_construct(**{

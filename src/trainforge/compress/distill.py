@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainforge.compress.config import DistillConfig
-from trainforge.train.loop import Encoded, predict_logits
+from trainforge.batching import Encoded, predict_logits
 
 _LAYER_KEY = re.compile(r"\.(layer|layers)\.(\d+)\.")
 

@@ -15,7 +15,8 @@ from torch import nn
 
 from trainforge.console import progress_bar
 from trainforge.train.config import ScheduleConfig
-from trainforge.train.loop import Encoded, bucketed_batches, collate, lr_at
+from trainforge.batching import Encoded, bucketed_batches, collate
+from trainforge.train.loop import lr_at
 
 # loss_fn(model, batch) → scalar loss; batch has input_ids, attention_mask (B, T) and labels (B,)
 LossFn = Callable[[nn.Module, dict[str, torch.Tensor]], torch.Tensor]

@@ -8,7 +8,6 @@ the longest among them (what a server batching arriving requests sees); batch 1 
 
 from __future__ import annotations
 
-import contextlib
 import random
 import statistics
 import time
@@ -18,7 +17,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from trainforge.train.loop import Encoded, collate, predict_logits
+from trainforge.threads import torch_threads
+from trainforge.batching import Encoded, collate, predict_logits
 
 
 @dataclass
@@ -88,17 +88,6 @@ def round_robin_latency(models: dict[str, nn.Module], batches: list[dict], repea
 def percentile(xs: list[float], q: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
-
-
-@contextlib.contextmanager
-def torch_threads(threads: int):
-    """Time with `threads` torch threads, then give the caller's setting back."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def latency_table(models: dict[str, nn.Module], b1: list[dict], b32: list[dict], threads: int) -> dict[str, dict]:

@@ -25,7 +25,7 @@ from trainforge.errors import UserError
 
 
 def encode_split(rows: list[dict], tokenizer, label2id: dict[str, int], source: str):
-    from trainforge.train.loop import Encoded
+    from trainforge.batching import Encoded
 
     unknown = sorted({r["label"] for r in rows} - set(label2id))
     if unknown:
@@ -92,7 +92,7 @@ def save_structured(cfg, model, tokenizer, ctx, train, label2id, pad_id, save) -
     import random
 
     from trainforge.compress.prune import structured_prune
-    from trainforge.train.loop import bucketed_batches, collate
+    from trainforge.batching import bucketed_batches, collate
 
     s = cfg.structured
     idx = bucketed_batches(train, 32, random.Random(ctx.config.seed))[: s.importance_batches]
@@ -118,7 +118,7 @@ def run_compress(ctx) -> dict:
                                              weights_size_mb)
     from trainforge.compress.quantize import linear_weight_bytes
     from trainforge.models.load import load_classifier, refuse_virtual_tokens
-    from trainforge.run import write_json_atomic
+    from trainforge.files import write_json_atomic
 
     cfg: CompressConfig = ctx.section
     out = ctx.path("compress")

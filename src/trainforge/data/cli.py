@@ -64,7 +64,7 @@ def _finish(args, cfg, reference: list[str] | None = None) -> int:
     from trainforge.data import pipeline as P
     from trainforge.data.io import write_jsonl
     from trainforge.data.stage import curate_in_chunks, curate_sources, streamable
-    from trainforge.run import write_json_atomic
+    from trainforge.files import write_json_atomic
 
     out = Path(args.out) / "data"
 

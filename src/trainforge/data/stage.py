@@ -119,7 +119,7 @@ def run_data(ctx) -> dict:
     stats = funnel.stats(cur.read, kept, cur.quarantined,
                          splits={k: len(v) for k, v in split.items()},
                          labels={k: dict(Counter(r.label for r in v)) for k, v in split.items()})
-    from trainforge.run import write_json_atomic
+    from trainforge.files import write_json_atomic
 
     write_json_atomic(out / "stats.json", stats)
     return {"read": stats["read"], "kept": kept, "quarantined": stats["quarantined"], "dropped": sum(stats["dropped"].values()),

@@ -37,7 +37,7 @@ class Classifier:
     def probs(self, texts: list[str]) -> np.ndarray:
         import torch
 
-        from trainforge.train.loop import Encoded, predict_logits
+        from trainforge.batching import Encoded, predict_logits
 
         self.queries += len(texts)
         ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]

@@ -19,7 +19,7 @@ def cmd_eval(args) -> int:
     import json
     from pathlib import Path
 
-    from trainforge.cli import _config_of_run
+    from trainforge.config import config_of_run
     from trainforge.console import console
     from trainforge.errors import UserError
     from trainforge.evaluate.config import EvalConfig
@@ -29,7 +29,7 @@ def cmd_eval(args) -> int:
         raise UserError(f"--against {args.against}: no eval/predictions.jsonl there; run `trainforge eval {args.against}` first")
     if args.lm_eval and not Path(args.lm_eval).is_dir():
         raise UserError(f"--lm-eval {args.lm_eval}: no such folder of lm-evaluation-harness task YAML files")
-    cfg = _config_of_run(args.run)
+    cfg = config_of_run(args.run)
     section = (cfg.eval or EvalConfig()).model_copy(update={"split": args.split})
     cfg = cfg.model_copy(update={"eval": section})
     run_pipeline(cfg, force=("eval",), only=("eval",))

@@ -32,13 +32,10 @@ LOWER_IS_BETTER = {"ece"}
 
 
 def run_eval(ctx) -> dict:
-    import torch
+    from trainforge.threads import torch_threads
 
-    threads = torch.get_num_threads()
-    try:
+    with torch_threads(None):  # _one_thread_for_small may lower it; the next stage gets it back
         return _run_eval(ctx)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _one_thread_for_small(model) -> None:

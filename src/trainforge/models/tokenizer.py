@@ -62,3 +62,17 @@ def special_ids(tokenizer) -> dict:
     if tokenizer.eos_token_id is not None:
         out["eos_token_id"] = tokenizer.eos_token_id
     return out
+
+
+def load_tokenizer(path, max_length: int | None = None):
+    """A saved tokenizer (a model directory's, or a run's tokenizer/), the one place its pad token is settled:
+    decoders often ship without one, and batching needs it, so it falls back to the end-of-text token.
+    `max_length` caps what truncation keeps (train.max_length)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if max_length is not None:
+        tokenizer.model_max_length = max_length
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer

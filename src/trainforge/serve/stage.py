@@ -37,7 +37,7 @@ def model_to_register(run_dir: Path) -> tuple[Path, str]:
 def run_register(ctx) -> dict:
     import mlflow
 
-    from trainforge.run import write_json_atomic
+    from trainforge.files import write_json_atomic
     from trainforge.serve import registry
     from trainforge.serve.engine import check_model_dir, load_engine
     from trainforge.serve.server import PROFILE_FILE, profile_from_jsonl

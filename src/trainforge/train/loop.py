@@ -9,9 +9,7 @@
 One loop serves every task: a sequence classifier (`Encoded.labels`), and causal-LM pretraining
 or SFT (`Encoded.token_labels`: per-token targets, -100 where no loss is taken, e.g. the prompt).
 
-Batches are length-bucketed ("smart batching"): shuffle, cut into pools of 50 batches, sort each
-pool by length, then shuffle the batches. Padding drops to a few percent and tokens/s rises,
-while every epoch still sees the data in a new random order.
+Batches are length-bucketed (trainforge/batching.py): padding drops to a few percent and tokens/s rises.
 """
 
 from __future__ import annotations
@@ -26,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from trainforge.batching import Encoded, bucketed_batches, collate, eval_batches, predict_logits  # noqa: F401 (re-exported)
 from trainforge.console import console, progress_bar
 from trainforge.errors import UserError
 from trainforge.train import checkpoint, distributed, memory
@@ -64,62 +63,7 @@ def param_groups(groups: list[tuple[list[tuple[str, torch.nn.Parameter]], float]
     return [g for g in out if g["params"]]
 
 
-# --------------------------------------------------------------------------- data
-
-
-@dataclass
-class Encoded:
-    """Token ids per example (no padding yet) and integer labels (classification),
-    or per-token targets (`token_labels`, -100 = no loss) for causal LMs."""
-
-    input_ids: list[list[int]]
-    labels: list[int]
-    token_labels: list[list[int]] | None = None
-
-    def __len__(self) -> int:
-        return len(self.input_ids)
-
-
-def collate(enc: Encoded, idx: list[int], pad_id: int) -> dict[str, torch.Tensor]:
-    longest = max(len(enc.input_ids[i]) for i in idx)
-    ids = torch.full((len(idx), longest), pad_id, dtype=torch.long)  # B, T
-    mask = torch.zeros((len(idx), longest), dtype=torch.long)
-    targets = torch.full((len(idx), longest), -100, dtype=torch.long) if enc.token_labels is not None else None
-    for row, i in enumerate(idx):
-        seq = enc.input_ids[i]
-        ids[row, : len(seq)] = torch.tensor(seq)
-        mask[row, : len(seq)] = 1
-        if targets is not None:
-            targets[row, : len(seq)] = torch.tensor(enc.token_labels[i])
-    labels = targets if targets is not None else torch.tensor([enc.labels[i] for i in idx])
-    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
-
-
-def bucketed_batches(enc: Encoded, batch_size: int, rng: random.Random, pool: int = 50) -> list[list[int]]:
-    order = list(range(len(enc)))
-    rng.shuffle(order)
-    batches = []
-    for start in range(0, len(order), batch_size * pool):
-        chunk = sorted(order[start : start + batch_size * pool], key=lambda i: len(enc.input_ids[i]))
-        batches += [chunk[j : j + batch_size] for j in range(0, len(chunk), batch_size)]
-    rng.shuffle(batches)
-    return batches
-
-
-def eval_batches(enc: Encoded, batch_size: int) -> list[list[int]]:
-    order = sorted(range(len(enc)), key=lambda i: len(enc.input_ids[i]))
-    return [order[j : j + batch_size] for j in range(0, len(order), batch_size)]
-
-
-@torch.no_grad()
-def predict_logits(model: torch.nn.Module, enc: Encoded, batch_size: int, pad_id: int) -> torch.Tensor:
-    """Logits in the original example order, shape (N, num_labels)."""
-    model.eval()
-    out = torch.empty((len(enc), model.config.num_labels))
-    for idx in eval_batches(enc, batch_size):
-        batch = collate(enc, idx, pad_id)
-        out[idx] = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
-    return out
+# --------------------------------------------------------------------------- validation
 
 
 @torch.no_grad()

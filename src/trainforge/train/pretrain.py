@@ -38,7 +38,7 @@ def corpus_texts(cfg: PretrainConfig) -> list[str]:
 
 def pack(tokenizer, texts: list[str], seq_len: int):
     """Concatenate the documents' tokens (each framed <s> … </s>) and cut into seq_len blocks → Encoded."""
-    from trainforge.train.loop import Encoded
+    from trainforge.batching import Encoded
 
     stream: list[int] = []
     for ids in tokenizer(texts, add_special_tokens=True, verbose=False)["input_ids"]:
@@ -48,6 +48,13 @@ def pack(tokenizer, texts: list[str], seq_len: int):
 
 
 def run_pretrain(ctx) -> dict:
+    from trainforge.threads import torch_threads
+
+    with torch_threads(ctx.section.threads):
+        return _run_pretrain(ctx)
+
+
+def _run_pretrain(ctx) -> dict:
     import torch
 
     from trainforge.models.presets import build_causal_lm, count_parameters
@@ -56,8 +63,6 @@ def run_pretrain(ctx) -> dict:
     from trainforge.train.loop import evaluate, fit
 
     cfg: PretrainConfig = ctx.section
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
     general = corpus_texts(cfg) if cfg.epochs > 0 else []  # epochs 0: ULMFiT's step 2 alone (an ablation)
     if not general and cfg.in_domain_epochs <= 0:
         raise UserError("pretrain: pretrain.epochs and pretrain.in_domain_epochs are both 0 — nothing to train; "

@@ -35,7 +35,7 @@ def prompt_ids(tokenizer, prompt: str) -> list[int]:
 
 
 def encode(tokenizer, rows: list[dict], cfg: TrainConfig):
-    from trainforge.train.loop import Encoded
+    from trainforge.batching import Encoded
 
     ids, targets = [], []
     for row in rows:

@@ -44,7 +44,7 @@ def load_tokenizer(cfg: TrainConfig, target, train_rows: list[dict]):
 
 
 def classification_data(tokenizer, cfg: TrainConfig, train_rows, val_rows):
-    from trainforge.train.loop import Encoded
+    from trainforge.batching import Encoded
 
     missing = [r["id"] for r in train_rows[:1000] if "label" not in r]
     if missing:
@@ -66,6 +66,13 @@ def classification_data(tokenizer, cfg: TrainConfig, train_rows, val_rows):
 
 
 def run_train(ctx) -> dict:
+    from trainforge.threads import torch_threads
+
+    with torch_threads(ctx.section.threads):
+        return _run_train(ctx)
+
+
+def _run_train(ctx) -> dict:
     import torch
 
     from trainforge.models.presets import build_causal_lm, build_classifier, count_parameters, resolve_model
@@ -76,8 +83,6 @@ def run_train(ctx) -> dict:
     from trainforge.train.methods import apply_method
 
     cfg: TrainConfig = ctx.section
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
     train_rows = read_jsonl(ctx.path("data", "train.jsonl"))
     val_rows = read_jsonl(ctx.path("data", "val.jsonl"))
     if not train_rows or not val_rows:
