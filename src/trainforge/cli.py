@@ -12,8 +12,7 @@ import importlib
 import sys
 import traceback
 
-# Packages that add their own verbs: each module has `register(subparsers)`.
-COMMAND_MODULES: list[str] = ["trainforge.tune.cli", "trainforge.evaluate.cli", "trainforge.compress.cli", "trainforge.serve.cli", "trainforge.data.cli"]
+from trainforge import stages  # light: the stage declarations, not the stages
 
 
 def _load(args):
@@ -33,14 +32,15 @@ def cmd_run(args) -> int:
 
 
 def cmd_train(args) -> int:
-    """`trainforge train CONFIG`: the stages up to and including train."""
+    """`trainforge train CONFIG`: train and the stages it depends on."""
     from trainforge.console import console
     from trainforge.run import run_pipeline
 
     cfg = _load(args)
+    only = tuple(s for s in stages.upstream("train") if getattr(cfg, s) is not None)
     if args.resume:  # continue from checkpoints/ (not part of the cache key, so it does not change the run)
-        cfg = cfg.model_copy(update={s: getattr(cfg, s).model_copy(update={"resume": True}) for s in ("pretrain", "train") if getattr(cfg, s)})
-    only = tuple(s for s in ("data", "pretrain", "train") if getattr(cfg, s) is not None)
+        cfg = cfg.model_copy(update={s: getattr(cfg, s).model_copy(update={"resume": True})
+                                     for s in only if "resume" in type(getattr(cfg, s)).model_fields})
     result = run_pipeline(cfg, force=tuple(args.force), only=only)
     console.print(f"\n[bold]model[/] {result.run_dir / 'model'}/")
     return 0
@@ -132,8 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     q = msub.add_parser("list", help="list presets and what else train.model accepts")
     q.set_defaults(func=cmd_models_list)
 
-    for module in COMMAND_MODULES:
-        importlib.import_module(module).register(sub)
+    for spec in stages.specs():  # each package's own verbs: its spec names a module with register(subparsers)
+        if spec.cli:
+            importlib.import_module(spec.cli).register(sub)
     return parser
 
 

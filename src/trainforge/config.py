@@ -3,25 +3,25 @@
 One source of truth: the defaults and one-line docs live on the section classes; a YAML file a
 user copies (examples/) sets what differs; `key.sub=value` on the command line sets the rest.
 A section left out is a stage not run.
+
+Which sections exist is declared once, by the stages (trainforge.stages): `Config` is the fields
+every run has (RunSettings) plus one optional field per declared section, in stage order. A spec's
+`check(config)` runs after validation, for rules that span sections.
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
 from pathlib import Path
-from typing import Any, Union, get_args, get_origin
+from typing import Any, Optional, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, create_model, field_validator
 
-from trainforge.compress.config import CompressConfig
-from trainforge.data.config import DataConfig
+from trainforge import stages
 from trainforge.errors import UserError
-from trainforge.evaluate.config import EvalConfig
 from trainforge.section import Section
-from trainforge.serve.config import RegisterConfig, ServeConfig
-from trainforge.train.config import PretrainConfig, TrainConfig
-from trainforge.tune.config import TuneConfig
 
 
 class TrackingConfig(Section):
@@ -33,8 +33,8 @@ class TrackingConfig(Section):
     """MLflow experiment name."""
 
 
-class Config(Section):
-    """A whole run: one section per stage, in the order they run."""
+class RunSettings(Section):
+    """What every run has, whatever its stages: a name, a seed, where it goes, tracking."""
 
     name: str
     """Run name; outputs go to <runs_dir>/<name>/."""
@@ -44,22 +44,6 @@ class Config(Section):
     """Parent folder of run directories (and of the default MLflow store)."""
     tracking: TrackingConfig = TrackingConfig()
     """Experiment tracking."""
-    data: DataConfig | None = None
-    """Read, clean, dedup and split the data."""
-    pretrain: PretrainConfig | None = None
-    """Pretrain a causal LM on general text, then on the unlabelled in-domain text (ULMFiT steps 1-2)."""
-    train: TrainConfig | None = None
-    """Train the model."""
-    eval: EvalConfig | None = None
-    """Score the model beside a baseline."""
-    compress: CompressConfig | None = None
-    """Quantise, prune or distil model/, measure each variant beside it and gate it."""
-    register: RegisterConfig | None = None
-    """Register the model (or compress/'s candidate) in the MLflow registry under an alias."""
-    serve: ServeConfig | None = None
-    """`trainforge serve`: API limits, batching, drift, canary gates; not a stage of `trainforge run`."""
-    tune: TuneConfig | None = None
-    """Hyperparameter search (`trainforge tune`); not a stage of `trainforge run`."""
 
     @field_validator("name")
     @classmethod
@@ -71,6 +55,36 @@ class Config(Section):
     @property
     def run_dir(self) -> Path:
         return Path(self.runs_dir) / self.name
+
+
+def _with_sections(base: type[RunSettings], specs: tuple[stages.SectionSpec, ...]) -> type[RunSettings]:
+    """`base` plus one optional field per spec, in stage order: the section's class, default None (a
+    section left out is a stage not run), the spec's description as the field's doc."""
+    for spec in specs:
+        if spec.name in RunSettings.model_fields:
+            raise ValueError(f"config section '{spec.name}' clashes with the config key '{spec.name}' every run has")
+    # Every section field is given here, even one `base` has already: an inherited field is re-read
+    # from the class, and `register` would then find ABCMeta.register there as its default.
+    fields: dict[str, Any] = {s.name: (Optional[s.section], Field(None, description=s.description)) for s in specs}
+    return create_model("Config", __base__=base, __module__=__name__, __doc__=CONFIG_DOC, **fields)
+
+
+CONFIG_DOC = "A whole run: one section per stage, in the order they run."
+
+Config = _with_sections(RunSettings, stages.specs())
+"""The run's config class (use it in type hints): RunSettings plus one field per spec of trainforge.stages."""
+
+
+@functools.lru_cache(maxsize=8)
+def _extended(all_specs: tuple[stages.SectionSpec, ...]) -> type[RunSettings]:
+    return _with_sections(Config, all_specs)
+
+
+def config_model() -> type[RunSettings]:
+    """The model a config is validated against: `Config`, plus a field per stage registered since
+    (trainforge.stages.register_stage), so such a stage's section validates like the built-in ones."""
+    declared = stages.specs()
+    return Config if all(s.name in Config.model_fields for s in declared) else _extended(declared)
 
 
 # --------------------------------------------------------------------------- loading
@@ -158,14 +172,24 @@ def validate_config(
     yaml_text: str | None = None,
     override_origin: dict[str, str] | None = None,
 ) -> Config:
+    """Validate a config mapping, then run the specs' cross-section checks on the sections present."""
+    model = config_model()
     try:
-        return Config.model_validate(raw)
+        cfg = model.model_validate(raw)
     except ValidationError as e:
-        lines = [_describe(err, source, yaml_text, override_origin or {}) for err in e.errors()]
+        lines = [_describe(model, err, source, yaml_text, override_origin or {}) for err in e.errors()]
         raise UserError("\n".join(lines)) from None
+    for spec in stages.specs():
+        if spec.check is not None and getattr(cfg, spec.name) is not None:
+            try:
+                spec.check(cfg)
+            except UserError as e:
+                line = yaml_line(yaml_text, (spec.name,)) if yaml_text is not None else None
+                raise UserError(f"{source}:{line}: {e}" if line else f"{source}: {e}") from None
+    return cfg
 
 
-def _describe(err: dict, source: str, yaml_text: str | None, origin: dict[str, str]) -> str:
+def _describe(model: type[BaseModel], err: dict, source: str, yaml_text: str | None, origin: dict[str, str]) -> str:
     loc = tuple(err["loc"])
     dotted = ".".join(str(p) for p in loc) or "<top>"
     where = source
@@ -178,7 +202,7 @@ def _describe(err: dict, source: str, yaml_text: str | None, origin: dict[str, s
     kind = err["type"]
     if kind == "extra_forbidden":
         parent = loc[:-1]
-        known = list(_fields_at(Config, parent))
+        known = list(_fields_at(model, parent))
         guess = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.5)
         prefix = ".".join(str(p) for p in parent)
         hint = f"did you mean {prefix + '.' if prefix else ''}{guess[0]}?" if guess else f"known keys: {', '.join(known)}"
@@ -258,4 +282,4 @@ def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def config_schema() -> dict:
-    return Config.model_json_schema()
+    return config_model().model_json_schema()

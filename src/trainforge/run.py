@@ -6,16 +6,22 @@
       data/ tokenizer/ model/ eval/ ...   what each stage wrote
       report.html
 
-A stage reads only files in the run directory (plus its config section) and writes files there;
-nothing passes between stages in memory. A stage's cache key hashes its config section, the seed,
-the key of the stage before it and the sha256 of every file it reads, so a stage is skipped only
-when all of those are unchanged and its recorded outputs are still on disk, unmodified.
+The stages are found in trainforge.stages, where each declares itself once (StageSpec): its config
+section, entry, the run-directory paths it reads and writes, the stages it depends on (`after`).
+They run in topological order over `after`; a stage runs when its section is in the config.
+
+A stage reads only files in the run directory (plus its config) and writes files there; nothing
+passes between stages in memory. A stage's cache key hashes every config section it reads (its own,
+plus `sections`), the seed, the keys of the stages it depends on and the sha256 of every file it
+reads, so a stage is skipped only when all of those are unchanged and its recorded outputs are still
+on disk, unmodified. A dependency that does not run now (left out of the config, or not asked for
+with --only) contributes the key the manifest has on record for it, so `--only eval` and a full
+run agree on eval's key.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import os
 import platform
@@ -24,57 +30,16 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+from trainforge import stages
 from trainforge.config import Config, dump_config
 from trainforge.console import console, quiet_libraries
 from trainforge.errors import StageFailed, UserError
+from trainforge.files import sha256_file, write_json_atomic
+from trainforge.paths import CONFIG_RESOLVED, MANIFEST
+from trainforge.stages import StageSpec
 from trainforge.threads import torch_threads
-from trainforge.files import sha256_file, write_json_atomic  # noqa: F401 (write_json_atomic: older callers)
-
-
-@dataclass(frozen=True)
-class Stage:
-    name: str
-    """Also the config section that enables it."""
-    entry: str
-    """`module:function`, imported only when the stage runs (keeps --help fast)."""
-    reads: tuple[str, ...]
-    """Run-directory paths it reads (files or folders)."""
-    writes: tuple[str, ...]
-    """Run-directory paths it writes (files or folders)."""
-    reads_if_present: tuple[str, ...] = ()
-    """Paths it reads when an earlier optional stage wrote them (e.g. pretrain/); hashed when present."""
-    distributed: bool = False
-    """Under torchrun every rank runs it (it joins the process group itself); other stages run on rank 0 only."""
-
-
-STAGES: tuple[Stage, ...] = (
-    Stage("data", "trainforge.data.stage:run_data", reads=(), writes=("data",)),
-    Stage("pretrain", "trainforge.train.pretrain:run_pretrain", reads=(), writes=("pretrain",),
-          reads_if_present=("data/train.jsonl",), distributed=True),
-    Stage(
-        "train",
-        "trainforge.train.stage:run_train",
-        reads=("data/train.jsonl", "data/val.jsonl"),
-        writes=("tokenizer", "model", "adapter"),
-        reads_if_present=("pretrain",),
-        distributed=True,
-    ),
-    Stage(
-        "eval",
-        "trainforge.evaluate.stage:run_eval",
-        reads=("model", "data/train.jsonl", "data/val.jsonl", "data/test.jsonl"),
-        writes=("eval",),
-    ),
-    Stage(
-        "compress",
-        "trainforge.compress.stage:run_compress",
-        reads=("model", "data/train.jsonl", "data/val.jsonl", "data/test.jsonl"),
-        writes=("compress",),
-    ),
-    Stage("register", "trainforge.serve.stage:run_register", reads=("model", "data/train.jsonl"), writes=("register",)),
-)
 
 
 @dataclass
@@ -108,15 +73,14 @@ def hash_paths(run_dir: Path, rel_paths: tuple[str, ...] | list[str]) -> dict[st
     return out
 
 
-def stage_key(cfg: Config, stage: Stage, prev_key: str, inputs: dict[str, str]) -> str:
-    section = getattr(cfg, stage.name)
-    payload = {
-        "stage": stage.name,
-        "section": section.model_dump(mode="json") if section is not None else None,
-        "seed": cfg.seed,
-        "prev": prev_key,
-        "inputs": inputs,
-    }
+def stage_key(cfg: Config, stage: StageSpec, dependency_keys: dict[str, str], inputs: dict[str, str]) -> str:
+    """sha256 of what decides a stage's outputs: the config sections it reads, the seed, the keys
+    of the stages it depends on ({name: key}) and its inputs ({path: sha256})."""
+    sections = {}
+    for name in stage.key_sections:
+        section = getattr(cfg, name)
+        sections[name] = section.model_dump(mode="json") if section is not None else None
+    payload = {"stage": stage.name, "sections": sections, "seed": cfg.seed, "after": dependency_keys, "inputs": inputs}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -145,7 +109,7 @@ def git_commit() -> str | None:
 
 
 def read_manifest(run_dir: Path) -> dict:
-    p = run_dir / "manifest.json"
+    p = run_dir / MANIFEST
     if p.is_file():
         try:
             return json.loads(p.read_text())
@@ -164,11 +128,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def _load_entry(entry: str) -> Callable[[StageContext], dict]:
-    module, _, func = entry.partition(":")
-    return getattr(importlib.import_module(module), func)
 
 
 # --------------------------------------------------------------------------- the runner
@@ -221,48 +180,49 @@ class Ranks:
                 dist.destroy_process_group()
 
 
-def _follow_rank_zero(cfg: Config, enabled: list[Stage], only: tuple[str, ...], ranks: Ranks) -> RunResult:
+def _follow_rank_zero(cfg: Config, plan: list[StageSpec], ranks: Ranks) -> RunResult:
     """A rank other than 0: take rank 0's decisions, join the distributed stages, write nothing else."""
     console.quiet = True
-    for stage in enabled:
-        if only and stage.name not in only:
-            continue
+    for stage in plan:
         decision = ranks.agree(None)
         if decision[0] == "error":
             raise UserError(decision[1])
         if decision[0] == "run" and stage.distributed:
             seed_everything(cfg.seed)
-            _load_entry(stage.entry)(StageContext(cfg, cfg.run_dir, stage.name))
+            stages.load(stage.entry)(StageContext(cfg, cfg.run_dir, stage.name))
         ranks.barrier()
     ranks.close()
     return RunResult(cfg.run_dir, [], [], {})
 
 
+def plan_stages(cfg: Config, only: tuple[str, ...] = ()) -> list[StageSpec]:
+    """The stages this run goes through, in order: those the config enables (and, with `only`, asks for)."""
+    return [s for s in stages.stage_specs() if getattr(cfg, s.name, None) is not None and (not only or s.name in only)]
+
+
 def run_pipeline(cfg: Config, force: tuple[str, ...] = (), only: tuple[str, ...] = ()) -> RunResult:
     """Run every stage the config enables, in order, skipping unchanged ones."""
-    known = [s.name for s in STAGES]
+    known = [s.name for s in stages.stage_specs()]
     for name in (*force, *only):
         if name not in known:
             raise UserError(f"--force/--only {name}: no such stage (stages: {', '.join(known)})")
-    enabled = [s for s in STAGES if getattr(cfg, s.name) is not None]
-    if only:
-        enabled = [s for s in enabled if s.name in only or _before(s, only)]
-    if not enabled:
+    plan = plan_stages(cfg, only)
+    if not plan:
         raise UserError("the config enables no stage: add a data:, train: or eval: section")
     ranks = Ranks()
     if not ranks.main:
-        return _follow_rank_zero(cfg, enabled, only, ranks)
+        return _follow_rank_zero(cfg, plan, ranks)
 
     run_dir = cfg.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.resolved.yaml").write_text(dump_config(cfg), encoding="utf-8")
+    (run_dir / CONFIG_RESOLVED).write_text(dump_config(cfg), encoding="utf-8")
     manifest = read_manifest(run_dir)
     manifest.update(
         name=cfg.name,
         updated=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         versions=package_versions(),
         git_commit=git_commit(),
-        config_sha256=sha256_file(run_dir / "config.resolved.yaml"),
+        config_sha256=sha256_file(run_dir / CONFIG_RESOLVED),
     )
     manifest.setdefault("created", manifest["updated"])
     stages_rec: dict = manifest.setdefault("stages", {})
@@ -272,15 +232,10 @@ def run_pipeline(cfg: Config, force: tuple[str, ...] = (), only: tuple[str, ...]
 
     tracker = Tracker(cfg)
     result = RunResult(run_dir, [], [], {})
-    prev_key = ""
+    keys: dict[str, str] = {}  # this run's key of each stage it has been through
     failed = False
     try:
-        for stage in enabled:
-            if only and stage.name not in only:
-                # not asked for: keep the key chain as the last full run left it, so `--only eval`
-                # and a later full run agree on eval's key
-                prev_key = stages_rec.get(stage.name, {}).get("key", "")
-                continue
+        for stage in plan:
             missing = [r for r in stage.reads if not (run_dir / r).exists()]
             if missing:
                 message = (f"stage '{stage.name}' needs {', '.join(missing)} in {run_dir}/ — enable the stage "
@@ -288,7 +243,10 @@ def run_pipeline(cfg: Config, force: tuple[str, ...] = (), only: tuple[str, ...]
                 ranks.agree(("error", message))
                 raise UserError(message)
             inputs = hash_paths(run_dir, stage.reads + stage.reads_if_present)
-            key = stage_key(cfg, stage, prev_key, inputs)
+            # A dependency not in this run (not asked for with --only, or its section left out) counts
+            # with the key the last run of it left, so `--only eval` and a full run agree on eval's key.
+            after = {d: keys[d] if d in keys else stages_rec.get(d, {}).get("key", "") for d in stage.after}
+            key = stage_key(cfg, stage, after, inputs)
             rec = stages_rec.get(stage.name, {})
             if stage.name not in force and _is_fresh(rec, key, run_dir):
                 ranks.agree(("cached",))
@@ -297,19 +255,19 @@ def run_pipeline(cfg: Config, force: tuple[str, ...] = (), only: tuple[str, ...]
                 result.cached.append(stage.name)
                 result.metrics[stage.name] = rec.get("metrics", {})
                 tracker.log_metrics(stage.name, rec.get("metrics", {}))
-                prev_key = key
+                keys[stage.name] = key
                 continue
 
             ranks.agree(("run",))
             console.print(f"[bold cyan]{stage.name:>8}[/]  running")
             stages_rec[stage.name] = rec = {"status": "running", "key": key, "inputs": inputs}
-            write_json_atomic(run_dir / "manifest.json", manifest)
+            write_json_atomic(run_dir / MANIFEST, manifest)
             seed_everything(cfg.seed)
             ctx = StageContext(cfg, run_dir, stage.name)
             t0 = time.perf_counter()
             try:
                 with torch_threads(None):  # whatever a stage sets, the next one starts from the same count
-                    metrics = _load_entry(stage.entry)(ctx) or {}
+                    metrics = stages.load(stage.entry)(ctx) or {}
             except KeyboardInterrupt:
                 rec.update(status="interrupted", seconds=round(time.perf_counter() - t0, 2))
                 raise
@@ -331,28 +289,23 @@ def run_pipeline(cfg: Config, force: tuple[str, ...] = (), only: tuple[str, ...]
             result.ran.append(stage.name)
             result.metrics[stage.name] = metrics
             tracker.log_metrics(stage.name, metrics)
-            prev_key = key
-            write_json_atomic(run_dir / "manifest.json", manifest)
+            keys[stage.name] = key
+            write_json_atomic(run_dir / MANIFEST, manifest)
     except BaseException:
         failed = True
         raise
     finally:
-        write_json_atomic(run_dir / "manifest.json", manifest)
+        # the run id goes in before the report is written: the report's overview reads it from here
+        manifest["mlflow_run_id"] = tracker.run_id
+        write_json_atomic(run_dir / MANIFEST, manifest)
         from trainforge.report.html import write_report
 
         report = write_report(run_dir)
         manifest["report"] = {"path": report.name, "sha256": sha256_file(report)}
-        manifest["mlflow_run_id"] = tracker.run_id
-        write_json_atomic(run_dir / "manifest.json", manifest)
+        write_json_atomic(run_dir / MANIFEST, manifest)
         tracker.finish(run_dir, failed)
     ranks.close()
     return result
-
-
-def _before(stage: Stage, only: tuple[str, ...]) -> bool:
-    """True when `stage` comes before some stage in `only` (its key feeds theirs)."""
-    names = [s.name for s in STAGES]
-    return any(names.index(stage.name) < names.index(o) for o in only)
 
 
 def _is_fresh(rec: dict, key: str, run_dir: Path) -> bool:

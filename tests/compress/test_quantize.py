@@ -10,8 +10,9 @@ import torch
 
 from tests.compress.conftest import batch_of, tiny_bert, tiny_llama, token_data
 from trainforge.compress.load import INT8_WEIGHTS, load_variant, save_variant
-from trainforge.compress.quantize import (Int8WeightOnlyLinear, available_kernels, fastest_kernel, linear_weight_bytes,
-                                          quantize_weight, to_dynamic_int8, to_weight_only_int8)
+from trainforge.compress.measure import fastest_kernel
+from trainforge.compress.quantize import (Int8WeightOnlyLinear, available_kernels, linear_weight_bytes, quantize_weight,
+                                          to_dynamic_int8, to_weight_only_int8)
 
 
 def logits(model, batch):

@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from trainforge.threads import torch_threads
 from trainforge.batching import Encoded, collate, predict_logits
+from trainforge.threads import torch_threads
 
 
 @dataclass
@@ -124,3 +124,14 @@ def param_count(model: nn.Module) -> int:
         elif type(m).__name__ == "Linear" and m.__module__.startswith("torch.ao.nn.quantized"):
             n += m.weight().numel()
     return n
+
+
+def fastest_kernel(weight_only: nn.Module, batches: list[dict], threads: int) -> tuple[str, dict[str, float]]:
+    """(kernel, {kernel: median ms per batch}): every available kernel timed round-robin on `batches`."""
+    from trainforge.compress.quantize import available_kernels, to_dynamic_int8
+
+    models = {k: to_dynamic_int8(weight_only, k) for k in available_kernels()}
+    with torch_threads(threads):
+        times = round_robin_latency(models, batches, repeats=2)
+    ms = {k: round(statistics.median(v) * 1000, 3) for k, v in times.items()}
+    return min(ms, key=ms.get), ms

@@ -136,19 +136,6 @@ def to_dynamic_int8(weight_only: nn.Module, kernel: str | None = None) -> nn.Mod
         return _replace(model, names, dynamic_from_weight_only)
 
 
-def fastest_kernel(weight_only: nn.Module, batches: list[dict], threads: int) -> tuple[str, dict[str, float]]:
-    """(kernel, {kernel: median ms per batch}): every available kernel timed round-robin on `batches`."""
-    import statistics
-
-    from trainforge.compress.measure import round_robin_latency, torch_threads
-
-    models = {k: to_dynamic_int8(weight_only, k) for k in available_kernels()}
-    with torch_threads(threads):
-        times = round_robin_latency(models, batches, repeats=2)
-    ms = {k: round(statistics.median(v) * 1000, 3) for k, v in times.items()}
-    return min(ms, key=ms.get), ms
-
-
 def int8_state_dict(weight_only: nn.Module) -> dict[str, torch.Tensor]:
     """Tensors of the stored form, contiguous and unshared (safetensors refuses aliases)."""
     return {k: v.detach().contiguous().clone() for k, v in weight_only.state_dict().items()}

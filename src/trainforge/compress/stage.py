@@ -36,22 +36,28 @@ def encode_split(rows: list[dict], tokenizer, label2id: dict[str, int], source: 
 
 
 def is_decoder(model) -> bool:
-    return bool(getattr(model.config, "is_decoder", False)) or "CausalLM" in "".join(model.config.architectures or []) \
-        or model.config.model_type in {"llama", "mistral", "qwen2", "qwen3", "gpt2", "gpt_neox", "phi3", "gemma"}
+    """Decoder classifiers get weight-only INT8 by default (compress.weight_only_int8: auto)."""
+    from trainforge.models.families import is_causal_lm
+
+    return is_causal_lm(model.config)
 
 
 def build_variants(cfg: CompressConfig, model, tokenizer, ctx, pad_id: int, probe: list[dict]) -> dict[str, dict]:
     """Build, save and record each enabled variant: {name: {"dir", "meta", "extra"}}.
     `probe`: a few batches of 32 to pick the INT8 kernel on (compress.int8_kernel=auto)."""
+    from trainforge import paths
     from trainforge.compress.load import save_variant
-    from trainforge.compress.quantize import fastest_kernel, linear_weight_bytes, to_weight_only_int8
+    from trainforge.compress.measure import fastest_kernel
+    from trainforge.compress.quantize import linear_weight_bytes, to_weight_only_int8
 
-    out = ctx.path("compress")
+    out = ctx.path(paths.COMPRESS)
     built: dict[str, dict] = {}
     label2id = {k: int(v) for k, v in model.config.label2id.items()}
 
     def save(name, variant, meta, **extra):
         save_variant(variant, out / name, tokenizer, meta)
+        if (ctx.path(paths.MODEL) / paths.MODEL_INFO_FILE).is_file():  # serve and register read the task from here
+            shutil.copy(ctx.path(paths.MODEL) / paths.MODEL_INFO_FILE, out / name / paths.MODEL_INFO_FILE)
         built[name] = {"dir": out / name, "meta": meta, "extra": {"linear_mb": linear_weight_bytes(variant) / 1e6, **extra}}
 
     weight_only = cfg.weight_only_int8 if cfg.weight_only_int8 != "auto" else is_decoder(model)
@@ -71,7 +77,7 @@ def build_variants(cfg: CompressConfig, model, tokenizer, ctx, pad_id: int, prob
 
     needs_train = cfg.structured is not None or cfg.distill is not None
     if needs_train:
-        train = encode_split(read_jsonl(ctx.path("data", "train.jsonl")), tokenizer, label2id, "data/train.jsonl")
+        train = encode_split(read_jsonl(ctx.path(paths.TRAIN_SPLIT)), tokenizer, label2id, paths.TRAIN_SPLIT)
     if cfg.magnitude_sparsity is not None:
         from trainforge.compress.prune import magnitude_prune, measured_sparsity
 
@@ -109,31 +115,37 @@ def save_structured(cfg, model, tokenizer, ctx, train, label2id, pad_id, save) -
 
 def run_compress(ctx) -> dict:
     import torch
-    from transformers import AutoTokenizer
 
+    from trainforge import paths
     from trainforge.allocator import keep_freed_memory
     from trainforge.compress.gates import choose_candidate, judge
     from trainforge.compress.load import load_variant
     from trainforge.compress.measure import (Measurement, latency_batches, latency_table, param_count, score,
                                              weights_size_mb)
     from trainforge.compress.quantize import linear_weight_bytes
-    from trainforge.models.load import load_classifier, refuse_virtual_tokens
+    from trainforge.models.load import refuse_virtual_tokens
+    from trainforge.models.tokenizer import load_tokenizer
+    from trainforge.tasks import task_for
     from trainforge.files import write_json_atomic
 
     cfg: CompressConfig = ctx.section
-    out = ctx.path("compress")
+    out = ctx.path(paths.COMPRESS)
     if out.exists():
         shutil.rmtree(out)  # a variant left from an earlier config must not look current
     out.mkdir()
-    model_dir = ctx.path("model")
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = load_classifier(model_dir)  # a plain HF dir, or an adapter + base/ (unmerged LoRA merges on load)
+    model_dir = ctx.path(paths.MODEL)
+    task, info = task_for(model_dir)
+    if not task.compressible:
+        raise UserError(f"compress: {model_dir} holds a {info.task} model; compress builds and gates variants of sequence "
+                        f"classifiers — remove the compress: section for this run")
+    tokenizer = load_tokenizer(model_dir)
+    model = task.load_model(model_dir)  # a plain HF dir, or an adapter + base/ (unmerged LoRA merges on load)
     refuse_virtual_tokens(model, model_dir, "compress writes every variant as a plain transformers model (int8, pruned, "
                           "distilled, ONNX), which has no place for peft's learned virtual tokens",
                           "remove the compress: section, or train with method lora or full to compress the model")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     label2id = {k: int(v) for k, v in model.config.label2id.items()}
-    split = encode_split(read_jsonl(ctx.path("data", f"{cfg.split}.jsonl")), tokenizer, label2id, f"data/{cfg.split}.jsonl")
+    split = encode_split(read_jsonl(ctx.path(paths.split_file(cfg.split))), tokenizer, label2id, paths.split_file(cfg.split))
 
     b1, b32 = latency_batches(split, cfg.latency_batches, pad_id, ctx.config.seed)
     _, probe = latency_batches(split, 3, pad_id, ctx.config.seed + 1)  # not the timed batches: no pick-then-measure bias

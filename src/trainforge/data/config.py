@@ -19,11 +19,25 @@ class SourceConfig(Section):
     format: Literal["auto", "jsonl", "csv", "tsv", "parquet", "txt", "txt-doc", "hf"] = "auto"
     """auto: from the suffix. txt: a document per line; txt-doc: the whole file is one document."""
     text_field: str = "text"
-    """Field holding the document text."""
+    """Field holding the document text (required unless a field below is mapped too)."""
     label_field: str | None = "label"
     """Field holding the label (classification); null for unlabelled text."""
     id_field: str | None = None
     """Field holding a stable record id; null to use file:line."""
+    image_field: str | None = None
+    """Field holding an image path or URL (image classification, image–text); null: not read."""
+    audio_field: str | None = None
+    """Field holding an audio path or URL; null: not read."""
+    messages_field: str | None = None
+    """Field holding a chat as a list of {role, content} (a JSON string in CSV); null: not read."""
+    prompt_field: str | None = None
+    """Field holding a prompt, a string or a message list (DPO, GRPO); null: not read."""
+    chosen_field: str | None = None
+    """Field holding the preferred response (DPO; needs rejected_field); null: not read."""
+    rejected_field: str | None = None
+    """Field holding the dispreferred response (DPO; needs chosen_field); null: not read."""
+    reference_field: str | None = None
+    """Field holding the verifiable answer to the prompt (GRPO); null: not read."""
     limit: int | None = None
     """Read at most this many records from the source (smoke runs); null reads all."""
 
@@ -31,7 +45,14 @@ class SourceConfig(Section):
     def _one_of(self) -> "SourceConfig":
         if (self.builtin is None) == (self.path is None):
             raise ValueError("give exactly one of `builtin` or `path`")
+        if (self.chosen_field is None) != (self.rejected_field is None):
+            raise ValueError("`chosen_field` and `rejected_field` go together (a preference pair)")
         return self
+
+    def content_fields(self) -> dict[str, str]:
+        """Record attribute → the user's field name, for every content field this source maps."""
+        names = ("text", "image", "audio", "messages", "prompt", "chosen", "rejected", "reference")
+        return {n: f for n in names if (f := getattr(self, f"{n}_field")) is not None}
 
 
 class NormalizeConfig(Section):

@@ -38,16 +38,20 @@ class LocalExecutor:
         pass
 
 
-def _warm_up() -> None:
-    import trainforge.data.filters  # noqa: F401
-    import trainforge.data.normalize  # noqa: F401
-    import trainforge.data.shard_work  # noqa: F401
+def _warm_up(modules: tuple[str, ...]) -> None:
+    import importlib
+
+    for name in modules:
+        importlib.import_module(name)
 
 
 class PoolExecutor:
-    """A process pool; 'spawn' so a parent that holds threads (MLflow, torch) is never forked."""
+    """A process pool; 'spawn' so a parent that holds threads (MLflow, torch) is never forked.
 
-    def __init__(self, workers: int):
+    `preload`: modules the workers import as soon as they start (the caller's shard code, named by
+    the caller: an executor runs any function and imports none of the pipeline itself)."""
+
+    def __init__(self, workers: int, preload: tuple[str, ...] = ()):
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
@@ -56,7 +60,7 @@ class PoolExecutor:
         # spawn the workers and import the shard code now, so ~1 s of start-up per worker overlaps the
         # parent's reading instead of delaying the first shard
         for _ in range(workers):
-            self.pool.submit(_warm_up)
+            self.pool.submit(_warm_up, tuple(preload))
 
     def map(self, fn: Callable, args: list) -> list:
         return list(self.pool.map(fn, args))
@@ -90,9 +94,9 @@ class RayExecutor:
             self.ray.shutdown()
 
 
-def make_executor(kind: str, workers: int):
+def make_executor(kind: str, workers: int, preload: tuple[str, ...] = ()):
     if workers < 1:
         raise UserError(f"data.workers must be ≥ 1, got {workers}")
     if kind == "ray":
         return RayExecutor(workers)
-    return LocalExecutor() if workers == 1 else PoolExecutor(workers)
+    return LocalExecutor() if workers == 1 else PoolExecutor(workers, preload)

@@ -1,10 +1,19 @@
-"""Quality filters: each a small class with named thresholds and one method,
+"""Quality filters: each a small class with named thresholds (its config section, defaults included)
+and one method. Two kinds of step, told apart by whether the class has `fit`:
 
-    reason(text) -> None (keep) | "snake_case_reason" (drop)
+    per-document   reason(text) -> None (keep) | "snake_case_reason" (drop)
+                   datatrove's filter(doc) -> bool | (False, reason); judged in the workers, shard by shard
+    corpus-level   score(texts) -> one float a document        (in the workers, with the per-document steps)
+                   fit(scores)                                 (once, in the parent, over the scores of
+                                                                what the earlier steps kept)
+                   reason(score) -> None | "snake_case_reason" (each document against the fitted threshold)
+                   summary() -> {"threshold_…": value}         (what the funnel records for the step)
 
-The pipeline owns counting, timing, examples and the rejected/ writer (as datatrove's base filter
-does). The quality filter is the one exception: its threshold is a percentile over the whole
-corpus, so it exposes `score(text)` and the pipeline cuts after scoring every document.
+A corpus-level step comes last: its threshold is fitted over what the per-document steps kept. The
+pipeline owns counting, timing, examples and the rejected/ writer (as datatrove's base filter does).
+
+Records without text (an image with a label) are not judged by any text filter: they pass, and the
+funnel counts them under the step's `no_text` (see pipeline.clean).
 """
 
 from __future__ import annotations
@@ -15,42 +24,42 @@ from pathlib import Path
 from typing import Protocol
 
 from trainforge.data import config as C
+from trainforge.data.quality import QualityStep
 from trainforge.errors import UserError
+from trainforge.text_scripts import CJK, NON_CJK_WORD, SCRIPTS, is_cjk_text
 
-CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-WORD = re.compile(r"[^\W\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")  # a run of non-CJK letters/digits
-SCRIPTS = {
-    "han": re.compile(r"[\u4e00-\u9fa5]"),
-    "latin": re.compile(r"[A-Za-z\u00c0-\u024f]"),
-    "cyrillic": re.compile(r"[\u0400-\u04ff]"),
-    "arabic": re.compile(r"[\u0600-\u06ff]"),
-    "kana": re.compile(r"[\u3040-\u30ff]"),
-    "hangul": re.compile(r"[\uac00-\ud7af]"),
-}
 TERMINAL = set(".!?。！？…") | {"\u2026"}
 CLOSERS = "\"'”’」』)）】》"
 
 
-class Filter(Protocol):
+class DocumentFilter(Protocol):
     name: str
 
     def reason(self, text: str) -> str | None: ...
 
 
+class CorpusFilter(Protocol):
+    name: str
+
+    def score(self, texts: list[str]) -> list[float]: ...
+
+    def fit(self, scores: list[float]) -> None: ...
+
+    def reason(self, score: float) -> str | None: ...
+
+    def summary(self) -> dict: ...
+
+
 def count_tokens(text: str) -> int:
     """A CJK character or a non-CJK word is one token (what a Chinese tokenizer roughly sees)."""
-    return len(CJK.findall(text)) + len(WORD.findall(text))
-
-
-def is_cjk(text: str) -> bool:
-    return len(CJK.findall(text)) >= 0.3 * max(len(text), 1)
+    return len(CJK.findall(text)) + len(NON_CJK_WORD.findall(text))
 
 
 class LengthFilterStep:
     name = "length"
 
-    def __init__(self, cfg: C.LengthFilter):
-        self.cfg = cfg
+    def __init__(self, cfg: C.LengthFilter | None = None):
+        self.cfg = cfg if cfg is not None else C.LengthFilter()
 
     def reason(self, text: str) -> str | None:
         c = self.cfg
@@ -70,9 +79,9 @@ class LengthFilterStep:
 class ScriptRatioStep:
     name = "script_ratio"
 
-    def __init__(self, cfg: C.ScriptRatioFilter):
-        self.cfg = cfg
-        self.pattern = SCRIPTS[cfg.script]
+    def __init__(self, cfg: C.ScriptRatioFilter | None = None):
+        self.cfg = cfg = cfg if cfg is not None else C.ScriptRatioFilter()
+        self.pattern = re.compile(f"[{SCRIPTS[cfg.script]}]")
 
     def reason(self, text: str) -> str | None:
         letters = sum(1 for ch in text if ch.isalpha())
@@ -83,8 +92,8 @@ class ScriptRatioStep:
 class SymbolRatioStep:
     name = "symbol_ratio"
 
-    def __init__(self, cfg: C.SymbolRatioFilter):
-        self.cfg = cfg
+    def __init__(self, cfg: C.SymbolRatioFilter | None = None):
+        self.cfg = cfg if cfg is not None else C.SymbolRatioFilter()
 
     def reason(self, text: str) -> str | None:
         chars = [ch for ch in text if not ch.isspace()]
@@ -118,8 +127,8 @@ class RepetitionStep:
 
     name = "repetition"
 
-    def __init__(self, cfg: C.RepetitionFilter):
-        self.cfg = cfg
+    def __init__(self, cfg: C.RepetitionFilter | None = None):
+        self.cfg = cfg if cfg is not None else C.RepetitionFilter()
 
     def reason(self, text: str) -> str | None:
         c = self.cfg
@@ -129,7 +138,7 @@ class RepetitionStep:
             return "duplicate_lines"
         if _dup_fraction(re.split(r"\n\s*\n", text)) > c.max_dup_para_frac:
             return "duplicate_paragraphs"
-        cjk = is_cjk(text)
+        cjk = is_cjk_text(text)
         # CJK: the text without whitespace, as a str (slicing a str is ~3x cheaper than building tuples)
         units = "".join(text.split()) if cjk else text.split()
         top = c.cjk_top_ngram_frac if cjk else c.max_top_ngram_frac
@@ -177,8 +186,8 @@ def _dup_coverage(units: str | list, n: int) -> float:
 class TerminalPunctuationStep:
     name = "terminal_punctuation"
 
-    def __init__(self, cfg: C.TerminalPunctuationFilter):
-        self.cfg = cfg
+    def __init__(self, cfg: C.TerminalPunctuationFilter | None = None):
+        self.cfg = cfg if cfg is not None else C.TerminalPunctuationFilter()
 
     def reason(self, text: str) -> str | None:
         lines = [ln.rstrip().rstrip(CLOSERS) for ln in text.split("\n") if ln.strip()]
@@ -196,7 +205,8 @@ def builtin_bad_words(language: str) -> list[str]:
 class BadWordsStep:
     name = "bad_words"
 
-    def __init__(self, cfg: C.BadWordsFilter):
+    def __init__(self, cfg: C.BadWordsFilter | None = None):
+        cfg = cfg if cfg is not None else C.BadWordsFilter()
         words = cfg.words if cfg.words is not None else builtin_bad_words(cfg.language)
         # CJK words match as substrings; others as whole words (so "class" does not hit "ass")
         alts = [re.escape(w) if CJK.search(w) else rf"\b{re.escape(w)}\b" for w in words if w]
@@ -212,8 +222,8 @@ class LanguageStep:
     name = "language"
     _identifier = None  # one per process: loading the model takes ~1.5 s
 
-    def __init__(self, cfg: C.LanguageFilter):
-        self.cfg = cfg
+    def __init__(self, cfg: C.LanguageFilter | None = None):
+        self.cfg = cfg = cfg if cfg is not None else C.LanguageFilter()
         self.keep = set(cfg.languages)
 
     @classmethod
@@ -253,12 +263,30 @@ STEPS = {
     "terminal_punctuation": TerminalPunctuationStep,
     "bad_words": BadWordsStep,
     "language": LanguageStep,
+    "quality": QualityStep,
 }
+"""FilterSpec key → step class (constructed with its config section)."""
 
 
-def build_filters(specs: list[C.FilterSpec]) -> list[Filter]:
-    """The per-document filters, in config order (the quality filter is handled by the pipeline)."""
-    return [STEPS[s.name](getattr(s, s.name)) for s in specs if s.name != "quality"]
+def build_filters(specs: list[C.FilterSpec]) -> list[DocumentFilter | CorpusFilter]:
+    """The steps, in config order, both kinds."""
+    return [STEPS[s.name](getattr(s, s.name)) for s in specs]
+
+
+def corpus_level(step) -> bool:
+    """Is this step (or step class, or FilterSpec) fitted on the corpus before it judges?"""
+    if isinstance(step, C.FilterSpec):
+        step = STEPS[step.name]
+    return hasattr(step, "fit")
+
+
+def check_order(specs: list[C.FilterSpec]) -> None:
+    """A corpus-level filter must be the last: its threshold is over what every other filter kept, and
+    the per-document filters run in the workers before the parent fits it."""
+    for i, s in enumerate(specs):
+        if corpus_level(s) and i != len(specs) - 1:
+            raise UserError(f"data.filters: the {s.name} filter must be the last one (it is corpus-level: its threshold "
+                            "is fitted over what the others kept)")
 
 
 # Per-language defaults a user can start from (`trainforge data clean --lang zh`).

@@ -6,6 +6,14 @@ batches), so reading itself holds one batch in memory.
 
 A Quarantined entry keeps the source file, the 1-based line number, a snake_case reason and the
 raw text (truncated), so a person can find and fix it.
+
+A record carries what its task needs: text; an image or audio reference (a path or URL, never
+loaded here); a chat (`messages`, a list of {role, content}); a prompt with `chosen`/`rejected`
+(DPO) or with a `reference` answer (GRPO). SourceConfig maps the user's field names onto these;
+every field it does not map stays in `meta` and is written back. The pipeline cleans the
+*text-bearing* fields (text, message contents, prompt, chosen, rejected, reference) and judges
+their join, `Record.document`; a record with no text (an image with a label) is not judged by text
+filters, and its exact-dedup key is its content reference (`Record.content_key`).
 """
 
 from __future__ import annotations
@@ -22,21 +30,83 @@ from trainforge.data.builtin import builtin_lines, strip_seg_tags
 from trainforge.data.config import SourceConfig
 from trainforge.errors import UserError
 
+Messages = list[dict]
+"""A chat: [{"role": "user", "content": "…"}, …]; other keys of a message are kept as they are."""
+
 
 @dataclass
 class Record:
     id: str
-    text: str
+    text: str | None
     label: str | None
     source: str
     line: int
     meta: dict = field(default_factory=dict)
+    image: str | None = None
+    """Path or URL of an image."""
+    audio: str | None = None
+    """Path or URL of an audio clip."""
+    messages: Messages | None = None
+    prompt: str | Messages | None = None
+    chosen: str | Messages | None = None
+    rejected: str | Messages | None = None
+    reference: str | None = None
+    """The verifiable answer to `prompt`."""
+
+    def _plain(self) -> bool:
+        return (self.messages is None and self.prompt is None and self.chosen is None and self.rejected is None
+                and self.reference is None)
+
+    def segments(self) -> list[str]:
+        """The text-bearing values, in a fixed order: text, message contents, prompt, chosen, rejected, reference."""
+        if self._plain():
+            return [] if self.text is None else [self.text]
+        out = [] if self.text is None else [self.text]
+        for value in (self.messages, self.prompt, self.chosen, self.rejected, self.reference):
+            if isinstance(value, str):
+                out.append(value)
+            elif value is not None:
+                out.extend(m["content"] for m in value)
+        return out
+
+    def set_segments(self, new: list[str] | tuple[str, ...]) -> None:
+        """Write cleaned values back, in the order of `segments()`."""
+        it = iter(new)
+        if self.text is not None:
+            self.text = next(it)
+        for name in ("messages", "prompt", "chosen", "rejected", "reference"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                setattr(self, name, next(it))
+            elif value is not None:
+                setattr(self, name, [{**m, "content": next(it)} for m in value])
+
+    @property
+    def document(self) -> str:
+        """What text filters, dedup and decontamination judge: the text-bearing values joined by newlines
+        ("" for a record without text). For a text record it is the text itself."""
+        if self._plain():
+            return self.text or ""
+        return "\n".join(self.segments())
+
+    def media(self) -> str:
+        """The content references ("" for none), as they enter the exact-dedup key."""
+        return "".join(f"\x00{k}={v}" for k, v in (("image", self.image), ("audio", self.audio)) if v is not None)
+
+    def content_key(self) -> str:
+        """Exact-dedup key: the document, and the references of a record that has media."""
+        return self.document + self.media()
 
     def to_json(self) -> dict:
-        out = {"id": self.id, "text": self.text}
+        out = {"id": self.id}
+        if self.text is not None:
+            out["text"] = self.text
         if self.label is not None:
             out["label"] = self.label
         out["source"] = self.source
+        for name in ("image", "audio", "messages", "prompt", "chosen", "rejected", "reference"):
+            if (value := getattr(self, name)) is not None:  # only when present: a text record writes what it always did
+                out[name] = value
         out.update(self.meta)
         return out
 
@@ -147,15 +217,23 @@ def _decode(path: Path, line_no: int, raw: bytes) -> str | Quarantined:
 
 
 def _from_fields(path: Path, line_no: int, obj: dict, src: SourceConfig, raw: str) -> Item:
-    text = obj.get(src.text_field)
-    if src.text_field not in obj:
-        return Quarantined(str(path), line_no, "missing_text", raw)
-    if not isinstance(text, str):
-        return Quarantined(str(path), line_no, "non_string_text", raw)
-    if not text.strip():
-        return Quarantined(str(path), line_no, "empty_text", raw)
+    fields = src.content_fields()
+    if len(fields) == 1:  # text alone: the text reader's reasons
+        if src.text_field not in obj:
+            return Quarantined(str(path), line_no, "missing_text", raw)
+        text = obj.get(src.text_field)
+        if not isinstance(text, str):
+            return Quarantined(str(path), line_no, "non_string_text", raw)
+        if not text.strip():
+            return Quarantined(str(path), line_no, "empty_text", raw)
+        content = {"text": text}
+    else:
+        content = _content(obj, fields)
+        if isinstance(content, str):
+            return Quarantined(str(path), line_no, content, raw)
     try:
-        text.encode("utf-8")
+        for value in content.values():
+            (value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)).encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate from a JSON "\ud800" escape
         return Quarantined(str(path), line_no, "invalid_unicode", raw.encode("utf-8", "replace").decode())
     label = None
@@ -165,8 +243,54 @@ def _from_fields(path: Path, line_no: int, obj: dict, src: SourceConfig, raw: st
             return Quarantined(str(path), line_no, "missing_label", raw)
         label = str(label)
     rid = str(obj[src.id_field]) if src.id_field and obj.get(src.id_field) is not None else f"{path.name}:{line_no}"
-    meta = {k: v for k, v in obj.items() if k not in {src.text_field, src.label_field, src.id_field, "id", "text", "label", "source"}}
-    return Record(rid, text, label, str(path), line_no, meta)
+    # a mapped field whose value was absent (null, an empty CSV cell) stays in meta as it was
+    taken = {fields[k] for k in content} | {src.text_field, src.label_field, src.id_field, "id", "text", "label", "source"}
+    meta = {k: v for k, v in obj.items() if k not in taken}
+    text = content.pop("text", None)
+    return Record(rid, text, label, str(path), line_no, meta, **content)
+
+
+def _is_chat(value) -> bool:
+    return (isinstance(value, list) and len(value) > 0
+            and all(isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in value))
+
+
+def _content(obj: dict, fields: dict[str, str]) -> dict | str:
+    """The mapped content of one row, or the snake_case reason it is quarantined (naming the field)."""
+    got: dict = {}
+    for name, key in fields.items():
+        value = obj.get(key)
+        if value is None or (name != "text" and isinstance(value, str) and not value.strip()):
+            continue  # absent: this row is another kind, or the CSV cell is empty
+        if name == "text":
+            if not isinstance(value, str):
+                return "non_string_text"
+        elif name in ("image", "audio"):
+            if not isinstance(value, str):
+                return f"invalid_{name}"
+        elif name == "messages":
+            if isinstance(value, str):  # CSV: the chat as JSON text
+                try:
+                    value = json.loads(value)
+                except json.JSONDecodeError:
+                    return "invalid_messages"
+            if not _is_chat(value):
+                return "invalid_messages"
+        elif name == "reference":
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                value = str(value)  # a numeric answer; compared as text
+            if not isinstance(value, str):
+                return "invalid_reference"
+        elif not (isinstance(value, str) or _is_chat(value)):  # prompt, chosen, rejected
+            return f"invalid_{name}"
+        got[name] = value
+    if ("chosen" in got) != ("rejected" in got):
+        return "chosen_without_rejected" if "chosen" in got else "rejected_without_chosen"
+    if "reference" in got and "prompt" not in got:
+        return "reference_without_prompt"
+    if not any(k != "text" or v.strip() for k, v in got.items()):
+        return "empty_text" if "text" in got else "no_content"
+    return got
 
 
 def _jsonl(path: Path, src: SourceConfig, delimiter: str = ",") -> Iterator[Item]:
@@ -211,8 +335,12 @@ def _csv(path: Path, src: SourceConfig, delimiter: str = ",") -> Iterator[Item]:
             continue
         if header is None:
             header = row
-            if src.text_field not in header:
+            mapped = src.content_fields()
+            if len(mapped) == 1 and src.text_field not in header:
                 raise UserError(f"{path}:1: header has no '{src.text_field}' column (columns: {', '.join(header)}); set text_field")
+            if not set(mapped.values()) & set(header):
+                raise UserError(f"{path}:1: header has none of the mapped columns {', '.join(mapped.values())} "
+                                f"(columns: {', '.join(header)}); set text_field, image_field, …")
             continue
         if not row:
             yield Quarantined(str(path), line_no, "blank_line", text)

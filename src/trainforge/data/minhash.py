@@ -23,20 +23,16 @@ documents in different shards still meet.
 
 from __future__ import annotations
 
-import re
 import zlib
 from dataclasses import dataclass
 
 import numpy as np
 
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+from trainforge.text_scripts import is_cjk_text
+
 _MASK64 = (1 << 64) - 1
 _POLY = np.uint64(0x100000001B3)  # FNV prime: an odd multiplier for the rolling combine
 _MIX = np.uint64(0x9E3779B97F4A7C15)
-
-
-def is_cjk_text(text: str, min_share: float = 0.3) -> bool:
-    return bool(text) and len(_CJK.findall(text)) >= min_share * len(text)
 
 
 @dataclass(frozen=True)

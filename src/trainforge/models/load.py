@@ -27,6 +27,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from trainforge.errors import UserError
+from trainforge.models.families import new_classifier, saved_classifier_class
 
 ADAPTER_CONFIG = "adapter_config.json"
 BASE_DIR = "base"
@@ -64,27 +65,22 @@ def load_classifier(model_dir: str | Path, **kwargs):
 
 
 def classifier_class(architectures: list[str] | None):
-    """The class that rebuilds a saved classifier: ours for concat pooling (models/pooling.py), else Auto."""
-    from transformers import AutoModelForSequenceClassification
-
+    """The class that rebuilds a saved classifier: the ensemble (models/ensemble.py), a family's own pooled
+    head (concat pooling, models/pooling.py), else AutoModelForSequenceClassification."""
     from trainforge.models import ensemble
-    from trainforge.models.pooling import ARCHITECTURE
 
-    if architectures and architectures[0] == ensemble.ARCHITECTURE:  # train.ensemble > 1 (models/ensemble.py)
+    if architectures and architectures[0] == ensemble.ARCHITECTURE:  # train.ensemble > 1
         return ensemble.EnsembleForSequenceClassification
-    if architectures and architectures[0] == ARCHITECTURE:
-        from trainforge.models.pooling import LlamaForConcatPoolClassification
-
-        return LlamaForConcatPoolClassification
-    return AutoModelForSequenceClassification
+    return saved_classifier_class(architectures)
 
 
 def classifier_from_config(config):
     """A freshly initialised classifier of the architecture `config` records (compressed variants, students)."""
-    from transformers import AutoModelForSequenceClassification
+    from trainforge.models import ensemble
 
-    cls = classifier_class(getattr(config, "architectures", None))
-    return cls.from_config(config) if cls is AutoModelForSequenceClassification else cls(config)
+    if (getattr(config, "architectures", None) or [None])[0] == ensemble.ARCHITECTURE:
+        return ensemble.EnsembleForSequenceClassification(config)
+    return new_classifier(config)
 
 
 def _architectures(model_dir: Path) -> list[str] | None:

@@ -7,6 +7,8 @@ user has a network). The same preset builds either head:
     llama-*   → LlamaForCausalLM (pretraining, SFT) or LlamaForSequenceClassification
                 (decoder with a head: the last non-pad token's state → linear → labels)
     encoder-* → BertForSequenceClassification (CLS pooling)
+
+Which classes a family builds, and with which config fields, is declared once in models/families.py.
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trainforge.errors import UserError
+from trainforge.models.families import family_named, family_of
 
 
 @dataclass(frozen=True)
 class Preset:
     family: str
-    """bert (bidirectional encoder) or llama (causal decoder)."""
+    """A registered model family's name (models/families.py): bert (bidirectional encoder) or llama (causal decoder)."""
     description: str
     config: dict
 
@@ -76,14 +79,11 @@ def resolve_model(spec: str, run_dir: Path | None = None) -> Preset | Path | str
 
 def preset_config(preset: Preset, vocab_size: int, max_positions: int, dropout: float, special_ids: dict, **extra):
     """A transformers config for the preset; `extra` overrides any field (tests build 2-layer, 16-wide models)."""
-    from transformers import BertConfig, LlamaConfig
-
+    family = family_named(preset.family)
     kwargs = {**preset.config, **extra}
-    if preset.family == "bert":
-        return BertConfig(vocab_size=vocab_size, max_position_embeddings=max(max_positions, 64), hidden_dropout_prob=dropout,
-                          attention_probs_dropout_prob=dropout, **special_ids, **kwargs)
-    return LlamaConfig(vocab_size=vocab_size, max_position_embeddings=max(max_positions, 64), attention_dropout=dropout,
-                       rms_norm_eps=1e-5, **special_ids, **kwargs)
+    return family.config_cls()(vocab_size=vocab_size, max_position_embeddings=max(max_positions, 64),
+                               **{k: dropout for k in family.dropout_fields}, **family.preset_defaults,
+                               **special_ids, **kwargs)
 
 
 def check_overrides(extra: dict, config_class, key: str) -> None:
@@ -100,17 +100,19 @@ def build_causal_lm(spec: str, vocab_size: int, max_positions: int, dropout: flo
     """A fresh Llama-style causal LM from a preset (pretraining), or a local/hub causal LM directory.
 
     `extra` overrides the preset's config fields; `overrides_key` names where the user wrote them (for errors)."""
-    from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoModelForCausalLM
 
     target = resolve_model(spec)
     if not isinstance(target, Preset):
         if extra:
             raise UserError(f"{overrides_key}: only a preset's config can be changed; '{spec}' is a saved model")
         return AutoModelForCausalLM.from_pretrained(target)
-    if target.family != "llama":
-        raise UserError(f"pretrain.model: '{spec}' is an encoder preset; causal-LM presets are {', '.join(n for n, p in PRESETS.items() if p.family == 'llama')}")
-    check_overrides(extra, LlamaConfig, overrides_key)
-    return LlamaForCausalLM(preset_config(target, vocab_size, max_positions, dropout, special_ids, **extra))
+    family = family_named(target.family)
+    if not family.decoder:
+        decoders = ", ".join(n for n, p in PRESETS.items() if family_named(p.family).decoder)
+        raise UserError(f"pretrain.model: '{spec}' is an encoder preset; causal-LM presets are {decoders}")
+    check_overrides(extra, family.config_cls(), overrides_key)
+    return family.causal_lm_cls()(preset_config(target, vocab_size, max_positions, dropout, special_ids, **extra))
 
 
 def build_classifier(spec: str, vocab_size: int, num_labels: int, max_length: int, dropout: float,
@@ -118,28 +120,27 @@ def build_classifier(spec: str, vocab_size: int, num_labels: int, max_length: in
                      **extra):
     """A sequence classifier: a fresh preset, or a pretrained directory (encoder or decoder) with a new head.
     pooling="concat" gives a Llama decoder ULMFiT's [last; mean; max] head (models/pooling.py)."""
-    from transformers import AutoConfig, AutoModelForSequenceClassification, BertForSequenceClassification, LlamaForSequenceClassification
+    from transformers import AutoConfig, AutoModelForSequenceClassification
 
     target = resolve_model(spec, run_dir)
-    decoder_cls, pretrained_cls = LlamaForSequenceClassification, AutoModelForSequenceClassification
+    config = None if isinstance(target, Preset) else AutoConfig.from_pretrained(target)
+    family = family_named(target.family) if config is None else family_of(config)
+    pretrained_cls = AutoModelForSequenceClassification
     if pooling == "concat":
-        from trainforge.models.pooling import LlamaForConcatPoolClassification
-
-        family = target.family if isinstance(target, Preset) else AutoConfig.from_pretrained(target).model_type
-        if family != "llama":
-            raise UserError(f"train.pooling=concat is for Llama decoders; train.model '{spec}' is {family} "
-                            f"(encoders pool [CLS]): set train.pooling=last")
-        decoder_cls = pretrained_cls = LlamaForConcatPoolClassification
+        if "concat" not in family.poolings:
+            kind = "a decoder without a concat-pooling head" if family.decoder else "an encoder, which pools [CLS]"
+            raise UserError(f"train.pooling=concat is for Llama decoders; train.model '{spec}' is {family.name} "
+                            f"({kind}): set train.pooling=last")
+        pretrained_cls = family.concat_pool_cls()
     label2id = {v: k for k, v in id2label.items()}
     head = dict(num_labels=num_labels, id2label=id2label, label2id=label2id)
-    if not isinstance(target, Preset):
-        config = AutoConfig.from_pretrained(target)
-        drop = {k: dropout for k in ("hidden_dropout_prob", "attention_probs_dropout_prob", "attention_dropout") if hasattr(config, k)}
+    if config is not None:
+        drop = {k: dropout for k in family.dropout_fields if hasattr(config, k)}
         if config.pad_token_id is None:  # decoders find the last real token through pad_token_id
             drop["pad_token_id"] = pad_token_id
         return pretrained_cls.from_pretrained(target, **head, **drop)
     config = preset_config(target, vocab_size, max_length, dropout, {"pad_token_id": pad_token_id}, **head, **extra)
-    cls = BertForSequenceClassification if target.family == "bert" else decoder_cls
+    cls = family.concat_pool_cls() if pooling == "concat" else family.classifier_cls()
     return cls(config)
 
 

@@ -4,7 +4,7 @@ Byte-level BPE never meets an unknown character (every string is bytes), and on 
 learn whole characters first, then frequent words, so a review costs about one token per
 character or fewer instead of three bytes each.
 
-Two framings of the same BPE:
+Two framings of the same BPE, declared with each family (models/families.py, `Family.bpe`):
     encoder (bert):  [CLS] text [SEP]      the classifier pools [CLS]
     decoder (llama): <s> text </s>         the classifier pools the last real token, </s>;
                                            packed pretraining text is <s> doc </s> <s> doc </s> …
@@ -14,10 +14,8 @@ from __future__ import annotations
 
 from typing import Iterable, Literal
 
-SPECIALS = {
-    "bert": dict(pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]"),
-    "llama": dict(pad_token="<pad>", bos_token="<s>", eos_token="</s>", unk_token="<unk>"),
-}
+from trainforge.errors import UserError
+from trainforge.models.families import family_named
 
 # A chat template saved with the tokenizer (tokenizer_config.json) so `apply_chat_template` and
 # serving frame a conversation exactly the way SFT did. The role markers are plain text.
@@ -30,11 +28,16 @@ CHAT_TEMPLATE = (
 
 def train_bpe(texts: Iterable[str], vocab_size: int, min_frequency: int, max_length: int,
               family: Literal["bert", "llama"] = "bert"):
-    """Train on `texts`; returns a transformers PreTrainedTokenizerFast ready to save_pretrained."""
+    """Train on `texts`; returns a transformers PreTrainedTokenizerFast ready to save_pretrained.
+    `family` names a registered family that declares a BPE framing (bert, llama)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
-    specials = SPECIALS[family]
+    framing = family_named(family).bpe
+    if framing is None:
+        raise UserError(f"model family {family!r} has no BPE framing to train a tokenizer from scratch; "
+                        f"use its pretrained tokenizer (train.tokenizer.kind=pretrained)")
+    specials = dict(framing.specials)
     tok = Tokenizer(models.BPE(unk_token=None))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -46,7 +49,7 @@ def train_bpe(texts: Iterable[str], vocab_size: int, min_frequency: int, max_len
         show_progress=False,
     )
     tok.train_from_iterator(texts, trainer=trainer)
-    first, last = ("[CLS]", "[SEP]") if family == "bert" else ("<s>", "</s>")
+    first, last = framing.first, framing.last
     tok.post_processor = processors.TemplateProcessing(
         single=f"{first} $A {last}", pair=f"{first} $A {last} $B {last}",
         special_tokens=[(first, tok.token_to_id(first)), (last, tok.token_to_id(last))],

@@ -2,26 +2,22 @@
 
 The page is assembled from sections; each section is a function `(run_dir) -> str | None` that
 reads files the stages wrote and returns an HTML fragment, or None when its stage did not run.
-A package adds its section by listing it in SECTIONS. Images are embedded, so the file travels alone.
+The overview comes first, then the section each stage (or config section) declares as `report` in
+its spec (trainforge.stages), in stage order. Images are embedded, so the file travels alone.
 """
 
 from __future__ import annotations
 
 import base64
 import html
-import importlib
 import io
 import json
 from pathlib import Path
 
-SECTIONS = [
-    "trainforge.report.sections:overview",
-    "trainforge.data.report:data_funnel",
-    "trainforge.train.report:training",
-    "trainforge.evaluate.report:evaluation",
-    "trainforge.compress.report:compression",
-    "trainforge.serve.monitor:drift_section",
-]
+from trainforge import stages
+from trainforge.paths import REPORT
+
+OVERVIEW = "trainforge.report.sections:overview"
 
 CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,"Noto Sans CJK SC",sans-serif;max-width:1080px;margin:2em auto;
@@ -76,13 +72,18 @@ def table(header: list[str], rows: list[list]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def report_sections() -> list[str]:
+    """`module:function` of every section of the page, in page order."""
+    return [OVERVIEW, *(s.report for s in stages.specs() if s.report)]
+
+
 def write_report(run_dir: Path) -> Path:
     run_dir = Path(run_dir)
     parts = []
-    for entry in SECTIONS:
-        module, _, func = entry.partition(":")
+    for entry in report_sections():
+        func = entry.partition(":")[2]
         try:
-            fragment = getattr(importlib.import_module(module), func)(run_dir)
+            fragment = stages.load(entry)(run_dir)
         except Exception as e:  # noqa: BLE001 — one broken section must not cost the whole report
             fragment = f"<h2>{esc(func)}</h2><p class='bad'>section failed: {esc(type(e).__name__)}: {esc(e)}</p>"
         if fragment:
@@ -92,6 +93,6 @@ def write_report(run_dir: Path) -> Path:
         f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>trainforge · {title}</title>"
         f"<style>{CSS}</style></head><body><h1>trainforge · {title}</h1>{''.join(parts)}</body></html>"
     )
-    out = run_dir / "report.html"
+    out = run_dir / REPORT
     out.write_text(page, encoding="utf-8")
     return out

@@ -1,14 +1,16 @@
-"""The report's built-in section: overview (the data funnel lives in trainforge.data.report, training lives in trainforge.train.report, evaluation in trainforge.evaluate.report)."""
+"""The report's built-in section, first on the page: the run overview. Every other section belongs to
+a stage and is declared in its spec (trainforge.stages, `report=`), e.g. trainforge.data.report."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from trainforge.paths import MANIFEST
 from trainforge.report.html import esc, read_json, table
 
 
 def overview(run_dir: Path) -> str | None:
-    m = read_json(run_dir / "manifest.json")
+    m = read_json(run_dir / MANIFEST)
     if not m:
         return None
     rows = []

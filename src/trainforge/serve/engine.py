@@ -30,11 +30,6 @@ def check_model_dir(path: Path) -> dict:
     return json.loads((path / "config.json").read_text())
 
 
-def is_classifier(config: dict) -> bool:
-    archs = config.get("architectures") or []
-    return any(a.endswith("ForSequenceClassification") for a in archs)
-
-
 @dataclass
 class ClassifierEngine:
     """A sequence classifier: texts → probabilities over its labels."""
@@ -47,9 +42,8 @@ class ClassifierEngine:
 
     @classmethod
     def load(cls, path: Path) -> "ClassifierEngine":
-        from transformers import AutoTokenizer
-
         from trainforge.models.load import load_classifier
+        from trainforge.models.tokenizer import load_tokenizer
 
         if (path / "trainforge_compression.json").is_file():  # a compress/ variant (int8, pruned): its own loader
             from trainforge.compress.load import load_variant
@@ -57,10 +51,9 @@ class ClassifierEngine:
             model = load_variant(path)
         else:
             model = load_classifier(path, use_safetensors=True)  # a plain HF dir, or a prompt/prefix adapter + base/
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        if tokenizer.pad_token_id is None:  # decoder classifiers often ship without a pad token
-            tokenizer.pad_token = tokenizer.eos_token
-            model.config.pad_token_id = tokenizer.eos_token_id
+        tokenizer = load_tokenizer(path)  # decoder classifiers often ship without a pad token: eos stands in
+        if model.config.pad_token_id is None:
+            model.config.pad_token_id = tokenizer.pad_token_id
         id2label = {int(k): v for k, v in model.config.id2label.items()}
         limit = min(int(tokenizer.model_max_length or 512), int(getattr(model.config, "max_position_embeddings", 512) or 512))
         return cls(model, tokenizer, [id2label[i] for i in sorted(id2label)], limit)
@@ -138,5 +131,9 @@ def token_ids(tokenizer, texts: list[str]) -> list[list[int]]:
 
 
 def load_engine(path: Path):
-    config = check_model_dir(path)
-    return ClassifierEngine.load(path) if is_classifier(config) else GeneratorEngine.load(path)
+    """The engine for what the model was trained for (its model/trainforge.json, tasks/info.py)."""
+    from trainforge.tasks import task_for
+
+    check_model_dir(path)
+    task, _ = task_for(path)
+    return ClassifierEngine.load(path) if task.serves_as == "classifier" else GeneratorEngine.load(path)

@@ -29,14 +29,8 @@ import torch
 import torch.nn.functional as F
 
 from trainforge.errors import UserError
+from trainforge.models.families import is_causal_lm  # noqa: F401  (also importable from here, as before)
 from trainforge.train.loop import Weights
-
-
-def is_causal_lm(model_type: str) -> bool:
-    """A decoder that transformers can run as a causal LM, and not an encoder with an optional LM head."""
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
-
-    return model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
 
 def saved_lm_head(directory: Path) -> torch.Tensor | None:
@@ -61,7 +55,7 @@ def output_projection(model: torch.nn.Module, source: Path | None) -> torch.Tens
     """The vocabulary projection the auxiliary loss uses: the (tied, trainable) input embedding, or the
     pretrained lm_head read from `source` and kept fixed. Raises a UserError naming train.lm_loss otherwise."""
     config = model.config
-    if not is_causal_lm(getattr(config, "model_type", "")):
+    if not is_causal_lm(config):
         raise UserError(f"train.lm_loss: the body is a {config.model_type} encoder, which has no next-token head; "
                         f"lm_loss is for decoder classifiers (train.model: pretrain, a llama preset or a causal-LM "
                         f"directory). Set train.lm_loss: 0")

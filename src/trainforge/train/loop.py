@@ -6,8 +6,9 @@
         → non-finite? skip and count → unscale, clip, step → log → evaluate, keep best, checkpoint
     end: load the best weights
 
-One loop serves every task: a sequence classifier (`Encoded.labels`), and causal-LM pretraining
-or SFT (`Encoded.token_labels`: per-token targets, -100 where no loss is taken, e.g. the prompt).
+One loop serves every supervised task (trainforge/tasks/): the task batches the examples, gives the
+loss and the validation scores, and names the metric that picks the best step. Objectives that need a
+different step (a reference model, rollouts) get a recipe file of their own beside this one.
 
 Batches are length-bucketed (trainforge/batching.py): padding drops to a few percent and tokens/s rises.
 """
@@ -66,23 +67,18 @@ def param_groups(groups: list[tuple[list[tuple[str, torch.nn.Parameter]], float]
 # --------------------------------------------------------------------------- validation
 
 
-@torch.no_grad()
-def evaluate(model: torch.nn.Module, val: Encoded, pad_id: int, batch_size: int = 64) -> dict:
-    """Classification: val_loss and val_accuracy. Causal LM: token-weighted val_loss and perplexity."""
-    if val.token_labels is None:
-        logits = predict_logits(model, val, batch_size, pad_id)
-        labels = torch.tensor(val.labels)
-        return {"val_loss": float(torch.nn.functional.cross_entropy(logits, labels)),
-                "val_accuracy": float((logits.argmax(-1) == labels).float().mean())}
-    model.eval()
-    total, count = 0.0, 0
-    for idx in eval_batches(val, batch_size):
-        batch = collate(val, idx, pad_id)
-        n = int((batch["labels"][:, 1:] != -100).sum())  # HF shifts: position t predicts t+1
-        total += float(model(**batch).loss) * n
-        count += n
-    loss = total / max(1, count)
-    return {"val_loss": loss, "val_perplexity": math.exp(min(loss, 50.0))}
+def default_task(enc: Encoded):
+    """The task a caller that names none gets (tests, benchmarks): per-token targets mean a causal LM's
+    next-token objective, integer labels a classifier's. Stages always pass their task."""
+    from trainforge.tasks import CausalLMTask, ClassificationTask
+
+    return CausalLMTask() if enc.token_labels is not None else ClassificationTask()
+
+
+def evaluate(model: torch.nn.Module, val: Encoded, pad_id: int, batch_size: int = 64, task=None) -> dict:
+    """The task's validation scores: classification val_loss and val_accuracy; causal LM token-weighted
+    val_loss and perplexity."""
+    return (task or default_task(val)).validate(model, val, pad_id, batch_size)
 
 
 # --------------------------------------------------------------------------- the loop
@@ -124,27 +120,27 @@ class NonFiniteLoss(UserError):
 
 def fit(model: torch.nn.Module, train: Encoded, val: Encoded | None, cfg: LoopConfig, pad_id: int, seed: int, *,
         groups=None, unfreeze=None, checkpoint_dir: Path | None = None, stage: str = "train",
-        loss_fn=None) -> FitResult:
+        loss_fn=None, task=None) -> FitResult:
     """Train `model` in place; at the end it holds the weights that scored best on val.
 
     groups: [(named params, lr scale)] the optimizer holds (default: every trainable parameter);
     unfreeze: a methods.UnfreezePlan to call each step; checkpoint_dir: where resumable state goes;
-    loss_fn(net, batch, weights) → loss replaces the model's own loss (e.g. train/lm_loss.py's auxiliary LM
+    task: the kind of model (trainforge/tasks/): batches, the loss, validation and the metric that picks the
+    best step (default: `default_task(train)`);
+    loss_fn(net, batch, weights) → loss replaces the task's loss (e.g. train/lm_loss.py's auxiliary LM
     term); it applies `weights` (a `Weights`) itself.
     """
     # ---- setup
     dist = distributed.init()
     rng = random.Random(seed)
     torch.manual_seed(seed)
-    lm = train.token_labels is not None
-    select, higher_is_better = ("val_loss", False) if lm or val is None else ("val_accuracy", True)
+    task = task or default_task(train)
+    select, higher_is_better = task.selection
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
     total = cfg.max_steps or max(1, int(round(cfg.epochs * steps_per_epoch)))
     eval_every = cfg.eval_every or steps_per_epoch
-    # tokens each example has a next-token loss on: causal-LM targets other than -100 (HF shifts by one),
-    # or for a loss_fn on classification data (train.lm_loss) every real token but the first
-    predicted = ([sum(t != -100 for t in labels[1:]) for labels in train.token_labels] if lm
-                 else [len(ids) - 1 for ids in train.input_ids])
+    # tokens each example has a next-token loss on (the task's targets; for a classifier, what train.lm_loss predicts)
+    predicted = task.predicted_tokens(train)
 
     # memory estimate → micro-batch (per rank) and accumulation
     micro = cfg.batch_size // cfg.grad_accum // dist.world
@@ -152,7 +148,7 @@ def fit(model: torch.nn.Module, train: Encoded, val: Encoded | None, cfg: LoopCo
         raise UserError(f"{stage}.batch_size={cfg.batch_size} is smaller than grad_accum × ranks = {cfg.grad_accum * dist.world}")
     seq_len = max(len(x) for x in train.input_ids[:1000])
     limit = int((cfg.memory_limit_gb * (1 << 30)) if cfg.memory_limit_gb else 0.8 * memory.available_bytes())
-    vocab_logits = lm or loss_fn is not None  # train.lm_loss projects onto the vocabulary too
+    vocab_logits = task.token_level or loss_fn is not None  # train.lm_loss projects onto the vocabulary too
     fitted, est = memory.fit_micro_batch(model, micro, seq_len, cfg.precision, vocab_logits, limit)
     if dist.is_main:
         console.print(f"          memory estimate at micro-batch {micro}×{seq_len} tokens: {est.describe()} (limit {limit / (1 << 30):.1f} GiB)")
@@ -247,16 +243,11 @@ def fit(model: torch.nn.Module, train: Encoded, val: Encoded | None, cfg: LoopCo
             net.train()
             loss_sum, finite = 0.0, True
             for k, idx in enumerate(micro_batches):
-                batch = collate(train, idx, pad_id)
+                batch = task.batch(train, idx, pad_id)
                 sync = k == len(micro_batches) - 1 or not dist.active
                 weights = Weights(examples=len(idx) / len(mine), tokens=per_token)
                 with (contextlib.nullcontext() if sync else net.no_sync()), autocast:
-                    if loss_fn is not None:
-                        loss = loss_fn(net, batch, weights)
-                    elif lm:  # summed over the micro-batch's targets, ÷ the global batch's (transformers' num_items_in_batch)
-                        loss = net(**batch, num_items_in_batch=weights.tokens).loss
-                    else:
-                        loss = net(**batch).loss * weights.examples
+                    loss = (loss_fn or task.loss)(net, batch, weights)
                 finite &= bool(torch.isfinite(loss.detach()))
                 (scaler.scale(loss) if scaler is not None else loss).backward()
                 loss_sum += float(loss.detach())
@@ -300,7 +291,7 @@ def fit(model: torch.nn.Module, train: Encoded, val: Encoded | None, cfg: LoopCo
                     mlflow.log_metrics({f"{stage}.step_loss": loss_sum, f"{stage}.lr": lr, f"{stage}.tokens_per_second": tps}, step=step + 1)
 
             if val is not None and ((step + 1) % eval_every == 0 or step + 1 == total):
-                scores = evaluate(model, val, pad_id)
+                scores = task.validate(model, val, pad_id)
                 result.evals.append({"step": step + 1, **{k: round(v, 5) for k, v in scores.items()}})
                 if log_curves:
                     mlflow.log_metrics({f"{stage}.{k}": v for k, v in scores.items()}, step=step + 1)

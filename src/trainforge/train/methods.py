@@ -1,6 +1,6 @@
 """Which parameters train, and at what learning rate: full, freeze, unfreeze, LoRA, prompt and prefix tuning.
 
-A model is cut into groups from the bottom up (works for Llama, BERT and most HF models):
+A model is cut into groups from the bottom up (where its embeddings and blocks are: models/families.py):
 
     embeddings │ block 0 │ block 1 │ … │ block L-1 │ head (classifier/lm_head + final norm/pooler)
 
@@ -20,29 +20,27 @@ from dataclasses import dataclass, field
 import torch
 
 from trainforge.errors import UserError
+from trainforge.models.families import family_of
 from trainforge.train.config import TrainConfig
-
-HEAD_NAMES = ("score", "classifier", "lm_head", "pooler")
-EMBEDDING_NAMES = ("embed_tokens", "embeddings", "wte", "wpe", "word_embeddings")
 
 
 def transformer_blocks(model: torch.nn.Module) -> torch.nn.ModuleList:
-    """The stack of transformer blocks: the longest ModuleList in the model."""
-    lists = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList) and len(m) > 0]
-    if not lists:
-        raise UserError(f"{type(model).__name__}: found no stack of transformer blocks to freeze or unfreeze")
-    return max(lists, key=len)
+    """The stack of transformer blocks, where the model's family says it is (models/families.py) — the decoder
+    layers of a mixture-of-experts model, never one layer's experts."""
+    return family_of(model).blocks_of(model)
 
 
 def layer_groups(model: torch.nn.Module) -> list[tuple[str, list[tuple[str, torch.nn.Parameter]]]]:
     """[(group name, [(param name, param)])] from the bottom (embeddings) to the top (head)."""
-    blocks = transformer_blocks(model)
+    family = family_of(model)
+    blocks = family.blocks_of(model)
     block_of = {id(p): i for i, b in enumerate(blocks) for p in b.parameters()}
+    embedding = {id(p) for m in family.embedding_modules(model) for p in m.parameters()}
     groups: dict[str, list] = {"embeddings": [], **{f"block {i}": [] for i in range(len(blocks))}, "head": []}
     for name, p in model.named_parameters():
         if id(p) in block_of:
             groups[f"block {block_of[id(p)]}"].append((name, p))
-        elif any(part in EMBEDDING_NAMES for part in name.split(".")):
+        elif id(p) in embedding:
             groups["embeddings"].append((name, p))
         else:  # classifier / lm_head / final norm / pooler: everything above the blocks
             groups["head"].append((name, p))
@@ -113,10 +111,14 @@ def _freeze(model, cfg: TrainConfig, steps_per_epoch: int) -> MethodSetup:
 
 
 def lora_targets(model) -> list[str] | str:
-    """Attention projections peft knows for this architecture (llama: q_proj, v_proj; bert: query, value)."""
+    """The attention projections the model's family declares (llama: q_proj, v_proj; bert: query, value); for an
+    unregistered family, peft's table, else every linear layer."""
+    family = family_of(model)
+    if family.lora_targets:
+        return list(family.lora_targets)
     from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as known
 
-    targets = known.get(getattr(model.config, "model_type", ""))
+    targets = known.get(family.model_types[0])
     return list(targets) if targets else "all-linear"
 
 

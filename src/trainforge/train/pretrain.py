@@ -38,13 +38,9 @@ def corpus_texts(cfg: PretrainConfig) -> list[str]:
 
 def pack(tokenizer, texts: list[str], seq_len: int):
     """Concatenate the documents' tokens (each framed <s> … </s>) and cut into seq_len blocks → Encoded."""
-    from trainforge.batching import Encoded
+    from trainforge.tasks import CausalLMTask
 
-    stream: list[int] = []
-    for ids in tokenizer(texts, add_special_tokens=True, verbose=False)["input_ids"]:
-        stream += ids
-    blocks = [stream[i : i + seq_len] for i in range(0, len(stream) - seq_len + 1, seq_len)]
-    return Encoded(blocks, [0] * len(blocks), token_labels=blocks)
+    return CausalLMTask(seq_len).encode([{"text": t} for t in texts], tokenizer)
 
 
 def run_pretrain(ctx) -> dict:
@@ -55,12 +51,12 @@ def run_pretrain(ctx) -> dict:
 
 
 def _run_pretrain(ctx) -> dict:
-    import torch
-
-    from trainforge.models.presets import build_causal_lm, count_parameters
-    from trainforge.models.tokenizer import special_ids, train_bpe
+    from trainforge import paths
+    from trainforge.models.presets import count_parameters
+    from trainforge.models.tokenizer import train_bpe
+    from trainforge.tasks import CausalLMTask, ModelSpec, write_model_info
     from trainforge.train.distributed import init
-    from trainforge.train.loop import evaluate, fit
+    from trainforge.train.loop import fit
 
     cfg: PretrainConfig = ctx.section
     general = corpus_texts(cfg) if cfg.epochs > 0 else []  # epochs 0: ULMFiT's step 2 alone (an ablation)
@@ -69,18 +65,20 @@ def _run_pretrain(ctx) -> dict:
                         "remove the pretrain: section instead")
     in_domain, in_domain_val = [], []
     if cfg.in_domain_epochs > 0:
-        if not ctx.path("data", "train.jsonl").is_file():
-            raise UserError(f"pretrain.in_domain_epochs={cfg.in_domain_epochs} needs {ctx.path('data', 'train.jsonl')}: "
+        if not ctx.path(paths.TRAIN_SPLIT).is_file():
+            raise UserError(f"pretrain.in_domain_epochs={cfg.in_domain_epochs} needs {ctx.path(paths.TRAIN_SPLIT)}: "
                             f"add a data: section, or set pretrain.in_domain_epochs=0")
-        in_domain = [r["text"] for r in read_jsonl(ctx.path("data", "train.jsonl"))]
-        if ctx.path("data", "val.jsonl").is_file():
-            in_domain_val = [r["text"] for r in read_jsonl(ctx.path("data", "val.jsonl"))]
+        in_domain = [r["text"] for r in read_jsonl(ctx.path(paths.TRAIN_SPLIT))]
+        if ctx.path(paths.VAL_SPLIT).is_file():
+            in_domain_val = [r["text"] for r in read_jsonl(ctx.path(paths.VAL_SPLIT))]
 
-    out = ctx.path("pretrain")
+    out = ctx.path(paths.PRETRAIN)
     shutil.rmtree(out, ignore_errors=True)
     tokenizer = train_bpe(general + in_domain, cfg.tokenizer.vocab_size, cfg.tokenizer.min_frequency, cfg.seq_len, family="llama")
-    model = build_causal_lm(cfg.model, len(tokenizer), cfg.seq_len, cfg.dropout, special_ids(tokenizer),
-                            overrides_key="pretrain.config_overrides", **cfg.config_overrides)
+    task = CausalLMTask(cfg.seq_len)
+    spec = ModelSpec(cfg.model, cfg.seq_len, cfg.dropout, overrides=dict(cfg.config_overrides),
+                     overrides_key="pretrain.config_overrides")
+    model = task.build_model(spec, tokenizer)
     n_params, _ = count_parameters(model)
     pad = tokenizer.pad_token_id
     phases, metrics = {}, {}
@@ -94,24 +92,26 @@ def _run_pretrain(ctx) -> dict:
             raise UserError(f"pretrain.corpus: fewer tokens than one {cfg.seq_len}-token block; add text or lower pretrain.seq_len")
         console.print(f"          general corpus: {len(general_train):,} × {cfg.seq_len} tokens ({len(general):,} documents)")
         phases["general"] = fit(model, general_train, general_val, cfg, pad, ctx.config.seed,
-                                checkpoint_dir=ctx.path("checkpoints", "pretrain-general"), stage="pretrain")
+                                checkpoint_dir=ctx.path(paths.CHECKPOINTS, "pretrain-general"), stage="pretrain", task=task)
         metrics["general_val_loss"] = phases["general"].best.get("val_loss", float("nan"))
 
     if in_domain:
         dom_train = pack(tokenizer, in_domain, cfg.seq_len)
         dom_val = pack(tokenizer, in_domain_val, cfg.seq_len) if in_domain_val else None
         if dom_val is not None:
-            metrics["in_domain_val_loss_before"] = evaluate(model, dom_val, pad)["val_loss"]
+            metrics["in_domain_val_loss_before"] = task.validate(model, dom_val, pad)["val_loss"]
         dom_cfg = cfg.model_copy(update={"epochs": cfg.in_domain_epochs, "max_steps": None, "lr": cfg.in_domain_lr or cfg.lr})
         console.print(f"          in-domain LM fine-tuning: {len(dom_train):,} × {cfg.seq_len} tokens from data/train.jsonl (labels unused)")
         phases["in_domain"] = fit(model, dom_train, dom_val, dom_cfg, pad, ctx.config.seed + 1,
-                                  checkpoint_dir=ctx.path("checkpoints", "pretrain-in-domain"), stage="pretrain-in-domain")
+                                  checkpoint_dir=ctx.path(paths.CHECKPOINTS, "pretrain-in-domain"), stage="pretrain-in-domain",
+                                  task=task)
         if dom_val is not None:
             metrics["in_domain_val_loss_after"] = phases["in_domain"].best.get("val_loss", float("nan"))
 
     if init().is_main:
         model.save_pretrained(out, safe_serialization=True)
         tokenizer.save_pretrained(out)
+        write_model_info(out, task.model_info(spec, model, method="pretrain", adapter=False))
         state = {name: {"log_history": r.history, "eval_history": r.evals, "best": r.best, "steps": r.steps, "tokens": r.tokens,
                         "seconds": round(r.seconds, 2), "tokens_per_second": round(r.tokens_per_second, 1)}
                  for name, r in phases.items()}

@@ -24,45 +24,35 @@ from trainforge.errors import UserError
 from trainforge.train.config import TrainConfig
 
 
+def train_task(cfg: TrainConfig, train_rows: list[dict]):
+    """The task train.task names, set up from the train split (a classifier's label set comes from it)."""
+    from trainforge.tasks import ClassificationTask, SFTTask
+
+    if cfg.task == "classification":
+        return ClassificationTask.from_rows(train_rows, cfg.max_length)
+    return SFTTask.from_config(cfg)
+
+
 def load_tokenizer(cfg: TrainConfig, target, train_rows: list[dict]):
     """A model directory brings its own tokenizer; a fresh preset gets a BPE trained on the train split."""
-    from trainforge.models.presets import Preset
-    from trainforge.models.tokenizer import train_bpe
+    from trainforge.tasks.text import text_tokenizer
 
-    if isinstance(target, Preset):
-        if cfg.tokenizer.kind == "pretrained":
-            raise UserError("train.tokenizer.kind=pretrained needs train.model to be a model directory, not a preset")
-        return train_bpe((r["text"] for r in train_rows), cfg.tokenizer.vocab_size, cfg.tokenizer.min_frequency,
-                         cfg.max_length, family=target.family)
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(target)
-    tokenizer.model_max_length = cfg.max_length
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
+    return text_tokenizer(target, cfg.tokenizer.kind, cfg.tokenizer.vocab_size, cfg.tokenizer.min_frequency, cfg.max_length,
+                          (r["text"] for r in train_rows))
 
 
 def classification_data(tokenizer, cfg: TrainConfig, train_rows, val_rows):
-    from trainforge.batching import Encoded
+    """(train, val, labels) encoded for a classifier (benchmarks/finetune_seeds.py uses it beside the stage)."""
+    from trainforge.tasks import ClassificationTask
 
-    missing = [r["id"] for r in train_rows[:1000] if "label" not in r]
-    if missing:
-        raise UserError(f"train.task=classification needs labels; record {missing[0]} has none (set data.sources[].label_field)")
-    labels = sorted({r["label"] for r in train_rows})
-    if len(labels) < 2:
-        raise UserError(f"train: classification needs at least two labels in data/train.jsonl, found {labels}")
-    label2id = {label: i for i, label in enumerate(labels)}
+    task = ClassificationTask.from_rows(train_rows, cfg.max_length)
+    return task.encode(train_rows, tokenizer), task.encode(val_rows, tokenizer, held_out=True), task.labels
 
-    def encode(rows: list[dict]) -> Encoded:
-        ids = tokenizer([r["text"] for r in rows], truncation=True, max_length=cfg.max_length)["input_ids"]
-        return Encoded(ids, [label2id.get(r["label"], -100) for r in rows])
 
-    train, val = encode(train_rows), encode(val_rows)
-    unseen = sum(1 for y in val.labels if y < 0)
-    if unseen:
-        raise UserError(f"train: {unseen} validation records carry labels absent from training; use data.split.stratify=true")
-    return train, val, labels
+def model_spec(cfg: TrainConfig, run_dir: Path):
+    from trainforge.tasks import ModelSpec
+
+    return ModelSpec(cfg.model, cfg.max_length, cfg.dropout, run_dir=run_dir, pooling=cfg.pooling)
 
 
 def run_train(ctx) -> dict:
@@ -73,50 +63,38 @@ def run_train(ctx) -> dict:
 
 
 def _run_train(ctx) -> dict:
-    import torch
-
-    from trainforge.models.presets import build_causal_lm, build_classifier, count_parameters, resolve_model
-    from trainforge.models.tokenizer import CHAT_TEMPLATE, special_ids
-    from trainforge.train import sft
+    from trainforge import paths
+    from trainforge.models.presets import count_parameters, resolve_model
+    from trainforge.tasks import write_model_info
     from trainforge.train.distributed import init
     from trainforge.train.loop import fit
     from trainforge.train.methods import apply_method
 
     cfg: TrainConfig = ctx.section
-    train_rows = read_jsonl(ctx.path("data", "train.jsonl"))
-    val_rows = read_jsonl(ctx.path("data", "val.jsonl"))
+    train_rows = read_jsonl(ctx.path(paths.TRAIN_SPLIT))
+    val_rows = read_jsonl(ctx.path(paths.VAL_SPLIT))
     if not train_rows or not val_rows:
-        raise UserError("train: data/train.jsonl and data/val.jsonl must both hold records; lower data.split.val or add data")
+        raise UserError(f"train: {paths.TRAIN_SPLIT} and {paths.VAL_SPLIT} must both hold records; lower data.split.val or add data")
     target = resolve_model(cfg.model, ctx.run_dir)
+    task = train_task(cfg, train_rows)
     tokenizer = load_tokenizer(cfg, target, train_rows)
     main = init().is_main
     if main:
-        for d in ("tokenizer", "model", "adapter"):
+        for d in (paths.TOKENIZER, paths.MODEL, paths.ADAPTER):
             shutil.rmtree(ctx.path(d), ignore_errors=True)
 
-    if cfg.task == "classification":
-        train, val, labels = classification_data(tokenizer, cfg, train_rows, val_rows)
-        id2label = dict(enumerate(labels))
-
-        def new_classifier():
-            return build_classifier(cfg.model, len(tokenizer), len(labels), cfg.max_length, cfg.dropout, id2label,
-                                    tokenizer.pad_token_id, run_dir=ctx.run_dir, pooling=cfg.pooling)
-
-        model = new_classifier()
-    else:
-        labels = []
-        tokenizer.chat_template = tokenizer.chat_template or CHAT_TEMPLATE
-        train, val = sft.encode(tokenizer, train_rows, cfg), sft.encode(tokenizer, val_rows, cfg)
-        model = build_causal_lm(str(target) if isinstance(target, Path) else cfg.model, len(tokenizer), cfg.max_length,
-                                cfg.dropout, special_ids(tokenizer))
+    task.prepare_tokenizer(tokenizer)  # SFT: the chat template it frames prompts with
+    train, val = task.encode(train_rows, tokenizer), task.encode(val_rows, tokenizer, held_out=True)
+    spec = model_spec(cfg, ctx.run_dir)
+    model = task.build_model(spec, tokenizer)
     if main:
-        tokenizer.save_pretrained(ctx.path("tokenizer"))
+        tokenizer.save_pretrained(ctx.path(paths.TOKENIZER))
 
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
     if main and keeps_adapter(cfg):  # model/base/: the untouched base the adapter in model/ applies to
         from trainforge.models.load import save_base
 
-        save_base(model, ctx.path("model"))
+        save_base(model, ctx.path(paths.MODEL))
     objective = auxiliary_objective(cfg, target)
     loss_fn = objective(model)
     setup = apply_method(model, cfg, steps_per_epoch)
@@ -134,20 +112,19 @@ def _run_train(ctx) -> dict:
             console.print(f"          loss = cross-entropy + {cfg.lm_loss:g} × next-token loss on the text (train.lm_loss)")
     if cfg.ensemble == 1:
         result = fit(model, train, val, cfg, tokenizer.pad_token_id, ctx.config.seed, groups=setup.groups,
-                     unfreeze=setup.unfreeze, checkpoint_dir=ctx.path("checkpoints", "train"), stage="train",
-                     loss_fn=loss_fn)
+                     unfreeze=setup.unfreeze, checkpoint_dir=ctx.path(paths.CHECKPOINTS, "train"), stage="train",
+                     loss_fn=loss_fn, task=task)
         results, ensemble_val = [result], None
     else:
-        model, results, ensemble_val = train_ensemble(ctx, cfg, setup, new_classifier, objective, train, val,
-                                                      tokenizer.pad_token_id, steps_per_epoch)
+        model, results, ensemble_val = train_ensemble(ctx, cfg, setup, lambda: task.build_model(spec, tokenizer), objective,
+                                                      train, val, tokenizer.pad_token_id, steps_per_epoch, task)
         result = results[0]
         n_params, n_trainable = n_params * cfg.ensemble, n_trainable * cfg.ensemble
     seconds, tokens = sum(r.seconds for r in results), sum(r.tokens for r in results)
 
+    select = task.selection[0]
     metrics = {
-        "best_val_accuracy" if cfg.task == "classification" else "best_val_loss":
-            ensemble_val if ensemble_val is not None else
-            result.best.get("val_accuracy" if cfg.task == "classification" else "val_loss", float("nan")),
+        f"best_{select}": ensemble_val if ensemble_val is not None else result.best.get(select, float("nan")),
         "final_loss": result.history[-1]["loss"] if result.history else float("nan"),
         "steps": sum(r.steps for r in results),
         "tokens_per_second": round(tokens / seconds if seconds else 0.0, 1),
@@ -158,8 +135,8 @@ def _run_train(ctx) -> dict:
     }
     if not main:
         return metrics
-    generations = sft.generate_examples(model, tokenizer, val_rows, cfg) if cfg.task == "sft" else None
-    save_model(model, setup.peft, cfg, tokenizer, ctx.path("model"), ctx.path("adapter"))
+    samples = task.samples(model, tokenizer, val_rows)  # before saving: a merged LoRA answers as it was trained
+    save_model(model, setup.peft, cfg, tokenizer, ctx.path(paths.MODEL), ctx.path(paths.ADAPTER))
     state = {
         "method": cfg.method,
         "lm_loss": cfg.lm_loss,
@@ -176,16 +153,16 @@ def _run_train(ctx) -> dict:
         "grad_accum": result.grad_accum,
         "nonfinite_skipped": result.nonfinite_skipped,
         "stopped_early": result.stopped_early,
-        "labels": labels,
+        "labels": list(getattr(task, "labels", [])),
     }
     if ensemble_val is not None:  # log_history / eval_history above are member 0's curves
         state["ensemble"] = {"val_accuracy": ensemble_val, "members": [
             {"seed": ctx.config.seed + k, "best": r.best, "steps": r.steps, "seconds": round(r.seconds, 2)}
             for k, r in enumerate(results)]}
-    out = ctx.path("model") if ctx.path("model").is_dir() else ctx.path("adapter")
-    (out / "trainer_state.json").write_text(json.dumps(state, indent=1))
-    if generations is not None:
-        metrics.update(sft.write_generations(generations, out / "generations.jsonl"))
+    out = ctx.path(paths.MODEL) if ctx.path(paths.MODEL).is_dir() else ctx.path(paths.ADAPTER)
+    (out / paths.TRAINER_STATE_FILE).write_text(json.dumps(state, indent=1))
+    write_model_info(out, task.model_info(spec, model, cfg.method, adapter=keeps_adapter(cfg)))
+    metrics.update(task.write_samples(samples, out))
     return metrics
 
 
@@ -199,7 +176,7 @@ def auxiliary_objective(cfg: TrainConfig, target):
 
 
 def train_ensemble(ctx, cfg: TrainConfig, setup, new_classifier, objective, train, val, pad_id: int,
-                   steps_per_epoch: int):
+                   steps_per_epoch: int, task=None):
     """train.ensemble = K: fine-tune K classifiers from the same body with seeds seed, seed+1, … (member 0,
     which `setup` already holds, is exactly the single-model run) and join them (models/ensemble.py). Each
     member checkpoints under checkpoints/train/member-<k>/, so `--resume` skips finished members and
@@ -221,10 +198,10 @@ def train_ensemble(ctx, cfg: TrainConfig, setup, new_classifier, objective, trai
         model = setup.model
         results.append(fit(model, train, val, cfg, pad_id, seed, groups=setup.groups, unfreeze=setup.unfreeze,
                            checkpoint_dir=ctx.path("checkpoints", "train", f"member-{k}"),
-                           stage=f"train member {k + 1}/{cfg.ensemble}", loss_fn=objective(model)))
+                           stage=f"train member {k + 1}/{cfg.ensemble}", loss_fn=objective(model), task=task))
         members.append(model)
     ensemble = EnsembleForSequenceClassification.from_members(members)
-    accuracy = round(evaluate(ensemble, val, pad_id)["val_accuracy"], 5)
+    accuracy = round(evaluate(ensemble, val, pad_id, task=task)["val_accuracy"], 5)
     if init().is_main:
         alone = ", ".join(f"{r.best.get('val_accuracy', float('nan')):.4f}" for r in results)
         console.print(f"          ensemble of {cfg.ensemble}: val accuracy {accuracy:.4f} (members alone: {alone})")

@@ -1,0 +1,149 @@
+"""Instruction SFT: chat-framed prompt + response, loss on the response tokens only; then generate.
+
+    tokens   <s><|user|>\\n{prompt}\\n<|assistant|>\\n   {response}</s>
+    targets  -100 … -100 (no loss on the prompt)          {response}</s>
+
+The framing is the tokenizer's chat template (saved in tokenizer_config.json), so serving and
+`apply_chat_template` build prompts exactly as training saw them. A record gives its prompt and
+response fields, or (a labelled dataset) its text through the template and its label, mapped
+through label_names, as the answer. That mapping is the task's `PromptFormat`, saved in
+model/trainforge.json so eval scores answers framed exactly as training framed them.
+
+Loss and validation are the causal LM's (tasks/causal_lm.py): token-level, normalised over the
+global batch's response tokens.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+from trainforge.batching import Encoded, collate
+from trainforge.errors import UserError
+from trainforge.tasks.base import EvalJob, ModelSpec
+from trainforge.tasks.causal_lm import token_loss, token_targets, token_validate
+from trainforge.tasks.info import ModelInfo, PromptFormat
+
+
+def prompt_and_response(row: dict, fmt: PromptFormat) -> tuple[str, str]:
+    prompt = row.get(fmt.prompt_field) or fmt.template.format(text=row.get("text", ""))
+    response = row.get(fmt.response_field)
+    if response is None:
+        if "label" not in row:
+            raise UserError(f"train.task=sft: record {row.get('id')} has neither '{fmt.response_field}' nor a label to answer with")
+        response = fmt.label_names.get(row["label"], row["label"])
+    return prompt, str(response)
+
+
+def prompt_ids(tokenizer, prompt: str) -> list[int]:
+    return tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=True,
+                                         return_dict=False)
+
+
+def generate_examples(model, tokenizer, rows: list[dict], fmt: PromptFormat, n: int) -> list[dict]:
+    """Greedy answers for the first n prompts, beside the expected answer."""
+    import torch
+
+    model.eval()
+    out = []
+    for row in rows[:n]:
+        prompt, expected = prompt_and_response(row, fmt)
+        ids = torch.tensor([prompt_ids(tokenizer, prompt)])
+        with torch.no_grad():
+            gen = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=fmt.max_new_tokens,
+                                 do_sample=False, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+        answer = tokenizer.decode(gen[0, ids.shape[1]:], skip_special_tokens=True).strip()
+        out.append({"id": row.get("id"), "prompt": prompt, "expected": expected, "generated": answer})
+    return out
+
+
+def write_generations(generations: list[dict], path: Path) -> dict:
+    path.write_text("".join(json.dumps(g, ensure_ascii=False) + "\n" for g in generations), encoding="utf-8")
+    exact = sum(g["generated"] == g["expected"] for g in generations)
+    return {"generate_exact_match": round(exact / max(1, len(generations)), 4), "generated": len(generations)}
+
+
+@dataclass
+class SFTTask:
+    fmt: PromptFormat = field(default_factory=PromptFormat)
+    max_length: int = 128
+    sample_count: int = 32
+    """Validation prompts answered greedily after training (model/generations.jsonl)."""
+
+    name: ClassVar[str] = "sft"
+    peft_task_type: ClassVar[str] = "CAUSAL_LM"
+    serves_as: ClassVar[str] = "generator"
+    token_level: ClassVar[bool] = True
+    selection: ClassVar[tuple[str, bool]] = ("val_loss", False)
+    compressible: ClassVar[bool] = False
+
+    @classmethod
+    def from_config(cls, cfg) -> "SFTTask":
+        """From the train: section (train/config.py TrainConfig)."""
+        s = cfg.sft
+        return cls(PromptFormat(s.prompt_field, s.response_field, s.template, dict(s.label_names), s.max_new_tokens),
+                   cfg.max_length, s.generate_examples)
+
+    def prepare_tokenizer(self, tokenizer) -> None:
+        """The chat framing SFT trains with, unless the tokenizer brings its own."""
+        from trainforge.models.tokenizer import CHAT_TEMPLATE
+
+        tokenizer.chat_template = tokenizer.chat_template or CHAT_TEMPLATE
+
+    def encode(self, rows: list[dict], tokenizer, held_out: bool = False) -> Encoded:
+        ids, targets = [], []
+        for row in rows:
+            prompt, response = prompt_and_response(row, self.fmt)
+            p = prompt_ids(tokenizer, prompt)
+            r = tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+            p = p[-max(1, self.max_length - len(r)):]  # keep the answer whole; cut the prompt's start if too long
+            seq = (p + r)[: self.max_length]
+            ids.append(seq)
+            targets.append(([-100] * len(p) + r)[: self.max_length])
+        return Encoded(ids, [0] * len(ids), token_labels=targets)
+
+    def batch(self, enc: Encoded, idx: list[int], pad_id: int) -> dict:
+        return collate(enc, idx, pad_id)
+
+    def predicted_tokens(self, enc: Encoded) -> list[int]:
+        return token_targets(enc)
+
+    def loss(self, net, batch: dict, weights):
+        return token_loss(net, batch, weights)
+
+    def validate(self, model, val: Encoded, pad_id: int, batch_size: int = 64) -> dict[str, float]:
+        return token_validate(model, val, pad_id, batch_size)
+
+    def build_model(self, spec: ModelSpec, tokenizer):
+        from trainforge.tasks.causal_lm import CausalLMTask
+
+        return CausalLMTask(spec.max_length).build_model(spec, tokenizer)
+
+    def load_model(self, model_dir: Path, **kwargs):
+        from trainforge.models.load import load_causal_lm
+
+        return load_causal_lm(model_dir, **kwargs)
+
+    def model_info(self, spec: ModelSpec, model, method: str | None, adapter: bool) -> ModelInfo:
+        from trainforge.tasks.info import architecture_of
+
+        return ModelInfo(self.name, *architecture_of(model), max_length=spec.max_length, prompt_format=self.fmt,
+                         method=method, adapter=adapter)
+
+    def samples(self, model, tokenizer, val_rows: list[dict]) -> list[dict]:
+        """Greedy answers to the first validation prompts, beside the expected ones."""
+        return generate_examples(model, tokenizer, val_rows, self.fmt, self.sample_count)
+
+    def write_samples(self, samples: list[dict], model_dir: Path) -> dict:
+        return write_generations(samples, Path(model_dir) / "generations.jsonl")
+
+    def evaluate(self, job: EvalJob) -> dict[str, float]:
+        from trainforge.evaluate.lm import evaluate_lm
+
+        return evaluate_lm(job, prompt_format=self.fmt)
+
+    @classmethod
+    def from_info(cls, info: ModelInfo) -> "SFTTask":
+        return cls(info.prompt_format or PromptFormat(), info.max_length or 512)
