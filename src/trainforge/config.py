@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import warnings
 from pathlib import Path
 from typing import Any, Optional, Union, get_args, get_origin
 
@@ -60,13 +61,21 @@ class RunSettings(Section):
 def _with_sections(base: type[RunSettings], specs: tuple[stages.SectionSpec, ...]) -> type[RunSettings]:
     """`base` plus one optional field per spec, in stage order: the section's class, default None (a
     section left out is a stage not run), the spec's description as the field's doc."""
+    keys = {*RunSettings.model_fields, *(s.name for s in specs)}
     for spec in specs:
         if spec.name in RunSettings.model_fields:
             raise ValueError(f"config section '{spec.name}' clashes with the config key '{spec.name}' every run has")
+        unknown = [name for name in getattr(spec, "sections", ()) if name not in keys]
+        if unknown:
+            raise ValueError(f"stage '{spec.name}': sections={unknown} are not config keys (keys: {', '.join(keys)})")
     # Every section field is given here, even one `base` has already: an inherited field is re-read
     # from the class, and `register` would then find ABCMeta.register there as its default.
     fields: dict[str, Any] = {s.name: (Optional[s.section], Field(None, description=s.description)) for s in specs}
-    return create_model("Config", __base__=base, __module__=__name__, __doc__=CONFIG_DOC, **fields)
+    with warnings.catch_warnings():
+        # pydantic notes that the field `register` shadows ABCMeta.register, which only exists on the
+        # class (cfg.register on an instance is the field): noise
+        warnings.filterwarnings("ignore", message='Field name "register" in "Config" shadows')
+        return create_model("Config", __base__=base, __module__=__name__, __doc__=CONFIG_DOC, **fields)
 
 
 CONFIG_DOC = "A whole run: one section per stage, in the order they run."

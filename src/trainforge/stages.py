@@ -58,10 +58,11 @@ class StageSpec(SectionSpec):
 
     entry: str
     """`module:function`, `(StageContext) -> dict of metrics`, imported only when the stage runs (keeps --help fast)."""
+    writes: tuple[str, ...]
+    """Run-directory paths it writes (trainforge.paths names); their sha256 is recorded, and a result is
+    reused only while they are on disk unmodified (so a stage that writes nothing is never cached)."""
     reads: tuple[str, ...] = ()
-    """Run-directory paths it needs (trainforge.paths names); missing ones are an error before it starts."""
-    writes: tuple[str, ...] = ()
-    """Run-directory paths it writes; their sha256 is recorded and checked before a cached result is trusted."""
+    """Run-directory paths it needs; missing ones are an error before it starts."""
     reads_if_present: tuple[str, ...] = ()
     """Paths it reads when an earlier optional stage wrote them (e.g. pretrain/); hashed when present."""
     after: tuple[str, ...] = ()
@@ -118,13 +119,6 @@ def specs() -> tuple[SectionSpec, ...]:
 def stage_specs() -> tuple[StageSpec, ...]:
     """The stages of `trainforge run`, in the order they run."""
     return tuple(s for s in specs() if isinstance(s, StageSpec))
-
-
-def get(name: str) -> SectionSpec:
-    for s in specs():
-        if s.name == name:
-            return s
-    raise KeyError(name)
 
 
 def ordered(declared: list[SectionSpec]) -> tuple[SectionSpec, ...]:

@@ -88,6 +88,8 @@ def test_sft_run_scores_generations_beside_a_retrieval_baseline(tmp_path):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from trainforge.cli import main
+    from trainforge.tasks import ModelSpec, SFTTask, write_model_info
+    from trainforge.train.config import TrainConfig
 
     from .conftest import write_run
 
@@ -103,6 +105,9 @@ def test_sft_run_scores_generations_beside_a_retrieval_baseline(tmp_path):
     cfg["train"] = {"task": "sft", "max_length": 64, "sft": {"label_names": {"positive": "好", "negative": "差"}, "max_new_tokens": 2}}
     cfg["eval"] = {"generate_examples": 6}
     (run / "config.resolved.yaml").write_text(yaml.safe_dump(cfg, allow_unicode=True))
+    # what the train stage writes beside an SFT model: eval reads the task and prompt format from here
+    task = SFTTask.from_config(TrainConfig.model_validate(cfg["train"]))
+    write_model_info(run / "model", task.model_info(ModelSpec("dir", 64), model, "full", adapter=False))
     assert main(["eval", str(run)]) == 0
     m = json.loads((run / "eval" / "metrics.json").read_text())
     assert m["task"] == "sft" and m["baseline"]["name"] == "char-3gram-kneser-ney + tfidf-retrieval"

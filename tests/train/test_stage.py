@@ -85,14 +85,15 @@ def test_sft_from_the_pretrained_lm_saves_chat_template_and_generations(run_dir)
 
 def test_sft_masks_the_prompt_out_of_the_loss():
     from trainforge.models.tokenizer import CHAT_TEMPLATE, train_bpe
-    from trainforge.train import sft
+    from trainforge.tasks import SFTTask
+    from trainforge.tasks.sft import prompt_ids
     from trainforge.train.config import TrainConfig
 
     tok = train_bpe(POS + NEG, 300, 1, 64, family="llama")
     tok.chat_template = CHAT_TEMPLATE
-    enc = sft.encode(tok, [{"id": "a", "prompt": "好吗", "response": "很好"}], TrainConfig(task="sft"))
+    enc = SFTTask.from_config(TrainConfig(task="sft")).encode([{"id": "a", "prompt": "好吗", "response": "很好"}], tok)
     ids, targets = enc.input_ids[0], enc.token_labels[0]
-    n_prompt = len(sft.prompt_ids(tok, "好吗"))
+    n_prompt = len(prompt_ids(tok, "好吗"))
     assert targets[:n_prompt] == [-100] * n_prompt
     assert targets[n_prompt:] == ids[n_prompt:] and ids[-1] == tok.eos_token_id
     assert tok.decode(ids[n_prompt:], skip_special_tokens=True) == "很好"

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from trainforge.errors import UserError
+from trainforge.models.families import family_of, registered_families
 
 # --------------------------------------------------------------------------- magnitude
 
@@ -82,30 +83,32 @@ class BlockView:
 
 
 def block_views(model: nn.Module) -> tuple[str, list[BlockView]]:
-    """('bert' | 'llama', one view per layer) or a UserError naming what is supported."""
+    """('bert' | 'llama', one view per layer) from the model's family (its `prune_layout`, models/families.py),
+    or a UserError naming what is supported."""
     from trainforge.models.ensemble import EnsembleForSequenceClassification
 
     if isinstance(model, EnsembleForSequenceClassification):
         raise UserError(f"compress.structured: prunes one model's blocks and this is an ensemble of {len(model.members)} "
                         f"(train.ensemble); use int8, magnitude pruning or distill, or train with ensemble: 1")
-    base = model.base_model
-    if hasattr(base, "encoder") and hasattr(base.encoder, "layer"):
-        layers = base.encoder.layer
-        if all(hasattr(b, "attention") and hasattr(b, "intermediate") for b in layers):
-            return "bert", [
-                BlockView(b.attention.self, "query", "key", "value", b.attention.output, "dense",
-                          b.intermediate, ("dense",), b.output, "dense")
-                for b in layers
-            ]
-    if hasattr(base, "layers") and all(hasattr(b, "self_attn") and hasattr(b, "mlp") for b in base.layers):
+    family = family_of(model)
+    if family.prune_layout == "bert":
+        return "bert", [
+            BlockView(b.attention.self, "query", "key", "value", b.attention.output, "dense",
+                      b.intermediate, ("dense",), b.output, "dense")
+            for b in family.blocks_of(model)
+        ]
+    if family.prune_layout == "llama":
         return "llama", [
             BlockView(b.self_attn, "q_proj", "k_proj", "v_proj", b.self_attn, "o_proj",
                       b.mlp, ("gate_proj", "up_proj"), b.mlp, "down_proj")
-            for b in base.layers
+            for b in family.blocks_of(model)
         ]
+    supported = ", ".join(f.name for f in registered_families() if f.prune_layout)
     raise UserError(
-        f"compress.structured: {type(model).__name__} is neither BERT-style (encoder.layer[i].attention/"
-        f"intermediate) nor Llama-style (layers[i].self_attn/mlp); structured pruning supports those two"
+        f"compress.structured: {type(model).__name__} is model family {family.name!r}, whose blocks structured "
+        f"pruning cannot cut (mixture-of-experts FFNs, fused or differently named projections); it supports "
+        f"BERT-style (encoder.layer[i].attention/intermediate) and Llama-style (layers[i].self_attn/mlp with "
+        f"gate/up/down) families: {supported}"
     )
 
 

@@ -102,7 +102,7 @@ def cmd_clean(args) -> int:
 
 def cmd_dedup(args) -> int:
     from trainforge.data.config import DataConfig, DedupConfig, NormalizeConfig, SourceConfig
-    from trainforge.data.io import read_source
+    from trainforge.data.io import Record, read_source
 
     dedup = DedupConfig(exact="bloom" if args.bloom_fp or args.bloom_state else "hash", bloom_fp=args.bloom_fp or 1e-6,
                         bloom_path=args.bloom_state, bloom_capacity=args.bloom_capacity, near=args.near or None, keep=args.keep, drop_label_conflicts=False)
@@ -110,9 +110,9 @@ def cmd_dedup(args) -> int:
                      decontaminate=None, workers=args.workers, executor="ray" if args.ray else "local")
     reference = None
     if args.decontaminate:
-        reference = [item.text for f in args.decontaminate
+        reference = [item.document for f in args.decontaminate
                      for item in read_source(SourceConfig(path=f, text_field=args.text_field, label_field=None))
-                     if hasattr(item, "text")]
+                     if isinstance(item, Record)]
     return _finish(args, cfg, reference)
 
 

@@ -57,6 +57,10 @@ class Record:
         return (self.messages is None and self.prompt is None and self.chosen is None and self.rejected is None
                 and self.reference is None)
 
+    def single_text(self) -> bool:
+        """Is `text` the record's one text-bearing value (every record of a text dataset)?"""
+        return self.text is not None and self._plain()
+
     def segments(self) -> list[str]:
         """The text-bearing values, in a fixed order: text, message contents, prompt, chosen, rejected, reference."""
         if self._plain():
@@ -91,6 +95,8 @@ class Record:
 
     def media(self) -> str:
         """The content references ("" for none), as they enter the exact-dedup key."""
+        if self.image is None and self.audio is None:
+            return ""
         return "".join(f"\x00{k}={v}" for k, v in (("image", self.image), ("audio", self.audio)) if v is not None)
 
     def content_key(self) -> str:

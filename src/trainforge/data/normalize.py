@@ -123,3 +123,13 @@ class Normalizer:
         if cfg.whitespace:
             text = self._step("whitespace", text, _whitespace(text))
         return text
+
+    def segments(self, parts: tuple[str, ...]) -> tuple[str, ...]:
+        """The text fields of one record (a chat's messages, prompt and responses): a step that changes
+        any of them counts the record once, so `changed` stays a count of documents."""
+        before = Counter(self.changed)
+        out = tuple(self(p) for p in parts)
+        for step, n in self.changed.items():
+            if n > before[step]:
+                self.changed[step] = before[step] + 1
+        return out

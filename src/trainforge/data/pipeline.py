@@ -1,20 +1,26 @@
 """The curation pipeline: one definition, any executor, a funnel that reconciles.
 
-    read ──▶ ┌ per shard, in the workers (shard_work.process_shard), one pass: ─────────────────────┐
-    │        │ normalise ─▶ filters… ─▶ quality perplexity ─▶ exact digest ─▶ MinHash signature │
-    │        └──────────────────────────────────────────────────────────────────────────────────────┘
-    │            global, in this process: quality percentile cut ─▶ exact dedup (digests) ─▶
+    read ──▶ ┌ per shard, in the workers (shard_work.process_shard), one pass: ──────────────────────────┐
+    │        │ normalise ─▶ per-document filters… ─▶ [corpus filter's scores] ─▶ exact digest ─▶ MinHash │
+    │        └───────────────────────────────────────────────────────────────────────────────────────────┘
+    │            global, in this process: [corpus filter: fit, judge] ─▶ exact dedup (digests) ─▶
     │            near dedup (LSH banding + confirmation + union-find over the signatures) ─▶ [decontaminate]
     quarantine/      every drop → rejected/<reason>.jsonl, counted by step and reason
 
 Everything that depends on one document alone runs over shards on the executor, and comes back
 compact (changed texts only, digests as one bytes blob, signatures as one uint32 array); the global
-decisions (percentile cut, exact and near dedup, which copy survives) are made once in this process
-over the whole corpus, so shards never hide a duplicate from each other and the kept set does not
-depend on the number of workers. With a process pool, shards leave as they are read (read_all), and
+decisions (a corpus-level filter's threshold, e.g. the quality percentile; exact and near dedup,
+which copy survives) are made once in this process over the whole corpus, so shards never hide a
+duplicate from each other and the kept set does not depend on the number of workers. With a process pool, shards leave as they are read (read_all), and
 the near-dedup confirmations run in the workers too (benchmarks/data_scaling.py: 1.76× at 2 workers).
 
-Memory: without a global step (no near dedup, no quality percentile) stage.curate_in_chunks runs
+What is judged is Record.document (the text-bearing fields joined; the text itself for a text
+record). A record without text (an image with a label) passes the text filters unjudged, counted
+as `no_text` in each filter step; exact dedup keys it by its content reference; near dedup and
+decontamination compare text only, so records with media are left out of near dedup (counted as
+`not_compared`) and records without text out of decontamination.
+
+Memory: without a global step (no near dedup, no corpus-level filter) stage.curate_in_chunks runs
 read → clean → exact dedup one chunk at a time against a persistent seen-set (bounded by the Bloom
 filter); with one, the corpus is held in memory (~7× the JSONL size, measured).
 """
@@ -35,8 +41,8 @@ from trainforge.data import bloom as B
 from trainforge.data import minhash as M
 from trainforge.data.config import DataConfig
 from trainforge.data.executor import shard
+from trainforge.data.filters import build_filters, check_order, corpus_level
 from trainforge.data.io import Quarantined, Record
-from trainforge.data.quality import percentile_cut
 from trainforge.data.shard_work import DIGEST_BYTES, ShardJob, process_shard, signature_shard
 from trainforge.errors import UserError
 
@@ -91,10 +97,11 @@ class Funnel:
         n = self.dropped[reason] = self.dropped[reason] + 1
         # reservoir sampling: each dropped document of a reason is equally likely to be an example
         sample = self.samples.setdefault(reason, [])
+        shown = (record.document or record.media().replace("\x00", " ").strip())[:300]  # an image: "image=a.jpg"
         if len(sample) < 3:
-            sample.append(record.text[:300])
+            sample.append(shown)
         elif (j := self.rng.randrange(n)) < 3:
-            sample[j] = record.text[:300]
+            sample[j] = shown
         f = self._files.get(reason)
         if f is None:
             f = self._files[reason] = open(self.out / "rejected" / f"{reason}.jsonl", "w", encoding="utf-8", errors="replace")
@@ -122,6 +129,7 @@ class Curated:
     read: int
     quarantined: int
     scores: dict[int, float] = field(default_factory=dict)
+    """The corpus-level filter's score per record that has one (dedup keep=quality reads perplexities here)."""
     digests: list[bytes] | None = None
     """Exact-dedup digest per record, computed in the workers (None: compute in dedup_exact)."""
     sigs: np.ndarray | None = None
@@ -137,7 +145,7 @@ class Curated:
         if self.sizes is None:
             from trainforge.data.shard_work import utf8_sizes
 
-            self.sizes = utf8_sizes([r.text for r in self.records])
+            self.sizes = utf8_sizes([r.document for r in self.records])
         return self.sizes
 
     def subset(self, idx: list[int]) -> "Curated":
@@ -154,16 +162,23 @@ STREAM_BLOCK = 2_000
 """Documents per shard handed to the pool while the parent is still reading."""
 
 
-def _shard_job(texts: list[str], cfg: DataConfig) -> ShardJob:
+WORKER_MODULES = ("trainforge.data.shard_work", "trainforge.data.filters", "trainforge.data.normalize")
+"""What a process pool's workers import as they start (make_executor's preload)."""
+
+
+def _shard_job(records: list[Record], cfg: DataConfig) -> ShardJob:
     d = cfg.dedup
     params = M.MinHashParams(num_perm=d.num_perm, ngram=d.ngram) if d.near is not None else None
-    return ShardJob(texts, cfg.normalize, cfg.filters, params, skip_repeats=d.exact != "off")
+    texts = [r.text if r.single_text() else tuple(r.segments()) for r in records]
+    media = {k: m for k, r in enumerate(records) if (m := r.media())}
+    return ShardJob(texts, cfg.normalize, cfg.filters, params, skip_repeats=d.exact != "off", media=media)
 
 
-def _check_filters(cfg: DataConfig) -> None:
-    quality_at = [i for i, s in enumerate(cfg.filters) if s.quality is not None]
-    if quality_at and quality_at != [len(cfg.filters) - 1]:
-        raise UserError("data.filters: the quality filter must be the last one (its percentile is over what the others kept)")
+def _write_back(record: Record, cleaned: str | tuple[str, ...]) -> None:
+    if isinstance(cleaned, str):
+        record.text = cleaned
+    else:
+        record.set_segments(cleaned)
 
 
 def read_all(items: Iterable, funnel: Funnel, out: Path, progress=None, cfg: DataConfig | None = None, executor=None) -> Curated:
@@ -176,7 +191,7 @@ def read_all(items: Iterable, funnel: Funnel, out: Path, progress=None, cfg: Dat
     t0 = time.perf_counter()
     submit = getattr(executor, "submit", None) if cfg is not None else None
     if submit is not None:
-        _check_filters(cfg)
+        check_order(cfg.filters)
     pending, sent = [], 0
     records: list[Record] = []
     reasons: Counter = Counter()
@@ -191,13 +206,13 @@ def read_all(items: Iterable, funnel: Funnel, out: Path, progress=None, cfg: Dat
             else:
                 records.append(item)
                 if submit is not None and len(records) - sent >= STREAM_BLOCK:
-                    pending.append(submit(process_shard, _shard_job([r.text for r in records[sent:]], cfg)))
+                    pending.append(submit(process_shard, _shard_job(records[sent:], cfg)))
                     sent = len(records)
     if submit is not None and sent < len(records):
-        pending.append(submit(process_shard, _shard_job([r.text for r in records[sent:]], cfg)))
+        pending.append(submit(process_shard, _shard_job(records[sent:], cfg)))
     n_q = sum(reasons.values())
     funnel.merge("read", {"docs_in": len(records) + n_q, "docs_out": len(records), "bytes_in": None,
-                          "bytes_out": nbytes(r.text for r in records), "quarantined": n_q,
+                          "bytes_out": nbytes(r.document for r in records), "quarantined": n_q,
                           "quarantine_reasons": dict(reasons), "seconds": time.perf_counter() - t0})
     return Curated(records, len(records) + n_q, n_q, pending=pending if submit is not None else None)
 
@@ -207,16 +222,17 @@ def _n_shards(executor, n: int) -> int:
 
 
 def clean(cur: Curated, cfg: DataConfig, funnel: Funnel, executor) -> Curated:
-    """Normalise and filter (per shard), then the quality filter's percentile cut (global)."""
-    _check_filters(cfg)
+    """Normalise and filter (per shard), then fit and apply a corpus-level filter (global)."""
+    check_order(cfg.filters)
     records = cur.records
-    raw = [r.text for r in records]
     params = M.MinHashParams(num_perm=cfg.dedup.num_perm, ngram=cfg.dedup.ngram) if cfg.dedup.near is not None else None
     if cur.pending is not None:  # submitted by read_all while reading
         results = [f.result() for f in cur.pending]
     else:
-        results = executor.map(process_shard, [_shard_job(list(part), cfg) for part in shard(raw, _n_shards(executor, len(raw)))])
-    texts = [t if t is not None else raw[i] for i, t in enumerate(t for res in results for t in res.texts)]
+        results = executor.map(process_shard, [_shard_job(list(part), cfg) for part in shard(records, _n_shards(executor, len(records)))])
+    for r, t in zip(records, (t for res in results for t in res.texts)):
+        if t is not None:
+            _write_back(r, t)
     blob = b"".join(res.digests for res in results)
     digests = [blob[k : k + DIGEST_BYTES] for k in range(0, len(blob), DIGEST_BYTES)]
     sigs = np.concatenate([res.sigs for res in results]) if params is not None and results else None
@@ -227,8 +243,6 @@ def clean(cur: Curated, cfg: DataConfig, funnel: Funnel, executor) -> Curated:
     seconds = sum((res.seconds for res in results), Counter())
     changed = sum((res.changed for res in results), Counter())
     pii = sum((res.pii for res in results), Counter())
-    for r, t in zip(records, texts):
-        r.text = t
     alive, empty = [], Counter()
     for i, d in enumerate(dropped):
         if d is not None and d[0] == "normalize":
@@ -238,22 +252,25 @@ def clean(cur: Curated, cfg: DataConfig, funnel: Funnel, executor) -> Curated:
             alive.append(i)
     funnel.step_sized("normalize", raw_sizes, sizes[alive], seconds["normalize"], empty, changed=dict(changed), pii_masked=dict(pii))
 
-    for spec in cfg.filters:
-        name = f"filter_{spec.name}"
+    for step in build_filters(cfg.filters):
+        name = f"filter_{step.name}"
         reasons: Counter = Counter()
         survivors = []
-        if spec.quality is not None:
-            cut = percentile_cut([scores[i] for i in alive], spec.quality.drop_percentile)
+        extra: dict = {}
+        if corpus_level(step):  # its threshold over what the earlier steps kept, then each document against it
+            step.fit([scores[i] for i in alive if scores[i] is not None])
             for i in alive:
-                if scores[i] > cut:
-                    dropped[i] = (name, "low_quality")
+                if scores[i] is not None and (reason := step.reason(scores[i])):
+                    dropped[i] = (name, reason)
+            extra = step.summary()
         for i in alive:
             if dropped[i] is not None and dropped[i][0] == name:
                 reasons[dropped[i][1]] += 1
                 funnel.drop(records[i], dropped[i][1], name)
             else:
                 survivors.append(i)
-        extra = {"threshold_perplexity": round(cut, 2)} if spec.quality is not None and math.isfinite(cut) else {}
+        if no_text := int((sizes[alive] == 0).sum()):  # passed unjudged: nothing for a text filter to read
+            extra["no_text"] = no_text
         funnel.step_sized(name, sizes[alive], sizes[survivors], seconds[name], reasons, **extra)
         alive = survivors
     every = Curated(records, cur.read, cur.quarantined, {i: s for i, s in enumerate(scores) if s is not None}, digests, sigs,
@@ -277,7 +294,7 @@ def dedup_exact(cur: Curated, cfg: DataConfig, funnel: Funnel, store=None) -> Cu
         return cur
     t0 = time.perf_counter()
     records = cur.records
-    digests = cur.digests if cur.digests is not None else [B.digest(r.text) for r in records]
+    digests = cur.digests if cur.digests is not None else [B.digest(r.content_key()) for r in records]
     extra: dict = {"mode": d.exact}
     path = Path(d.bloom_path) if d.bloom_path else None
     store = store if store is not None else exact_store(cfg, len(records))
@@ -317,8 +334,12 @@ def dedup_near(cur: Curated, cfg: DataConfig, funnel: Funnel, executor, log=prin
     if not 0 < d.near <= 1:
         raise UserError(f"data.dedup.near: a Jaccard threshold in (0, 1], got {d.near}")
     t0 = time.perf_counter()
-    texts = [r.text for r in cur.records]
-    sigs = cur.sigs
+    docs = [r.document for r in cur.records]
+    # text similarity only: two photos with the same caption are not near duplicates
+    compare = [i for i, r in enumerate(cur.records) if not r.media()]
+    everyone = len(compare) == len(docs)
+    texts = docs if everyone else [docs[i] for i in compare]
+    sigs = cur.sigs if everyone or cur.sigs is None else cur.sigs[np.asarray(compare, dtype=np.int64)]
     # the workers' signatures (clean), unless a row is missing: a repeat they skipped reaches here only
     # when exact dedup did not run before this step
     if sigs is None or sigs.shape[1] != d.num_perm or not sigs.any(axis=1).all():
@@ -330,12 +351,15 @@ def dedup_near(cur: Curated, cfg: DataConfig, funnel: Funnel, executor, log=prin
     log(f"near-dup: threshold {d.near}, {bands} bands × {rows} rows; P(candidate | Jaccard) = "
         + ", ".join(f"{j}: {p:.3f}" for j, p in curve.items()))
     clusters, info = M.near_duplicate_clusters(texts, sigs, d.near, bands, rows, d.ngram, executor)
+    if not everyone:
+        clusters = [[compare[k] for k in c] for c in clusters]
+        info["not_compared"] = len(docs) - len(compare)
     if d.keep == "quality" and not cur.scores:
         raise UserError("data.dedup.keep: 'quality' needs a quality filter in data.filters")
-    scores = [-cur.scores.get(i, math.inf) for i in range(len(texts))]  # lower perplexity is better
+    scores = [-cur.scores.get(i, math.inf) for i in range(len(docs))]  # lower perplexity is better
     drop = set()
     for c in clusters:
-        survivor = M.keep_one(c, d.keep, texts, scores)
+        survivor = M.keep_one(c, d.keep, docs, scores)
         drop.update(i for i in c if i != survivor)
     kept, kept_idx, reasons = [], [], Counter()
     for i, r in enumerate(cur.records):
@@ -358,14 +382,18 @@ def decontaminate(records: list[Record], reference: list[str], n: int, funnel: F
     from trainforge.data.decontaminate import contaminated
 
     t0 = time.perf_counter()
-    hit = contaminated([r.text for r in records], reference, n)
+    docs = [r.document for r in records]
+    judged = [k for k, t in enumerate(docs) if t]  # a record without text overlaps nothing
+    hit = np.zeros(len(docs), dtype=bool)
+    hit[judged] = contaminated([docs[k] for k in judged], [t for t in reference if t], n)
     kept = []
     for r, h in zip(records, hit):
         if h:
             funnel.drop(r, "contaminated", step)
         else:
             kept.append(r)
-    funnel.step(step, [r.text for r in records] + list(passthrough), [r.text for r in kept] + list(passthrough),
+    extra = {"no_text": len(docs) - len(judged)} if len(judged) < len(docs) else {}
+    funnel.step(step, docs + list(passthrough), [r.document for r in kept] + list(passthrough),
                 time.perf_counter() - t0, Counter({"contaminated": int(hit.sum())}) if hit.any() else Counter(),
-                ngram=n, reference_docs=len(reference), checked_docs=len(records))
+                ngram=n, reference_docs=len(reference), checked_docs=len(records), **extra)
     return kept

@@ -60,9 +60,10 @@ def data_funnel(run_dir: Path) -> str | None:
         details.append(f"near duplicates: Jaccard ≥ {near['threshold']}, {near['bands']} bands × {near['rows']} rows "
                        f"(P(candidate | J) " + ", ".join(f"{j}: {p:.3f}" for j, p in near["s_curve"].items())
                        + f"); {near['candidate_pairs']:,} candidate pairs, {near['confirmed_pairs']:,} confirmed, {near['clusters']:,} clusters")
-    quality = s["steps"].get("filter_quality", {})
-    if "threshold_perplexity" in quality:
-        details.append(f"quality: perplexity cut at {quality['threshold_perplexity']:,}")
+    for step, st in s["steps"].items():  # a corpus-level filter's fitted threshold (summary(): threshold_<what>)
+        for key, value in st.items():
+            if key.startswith("threshold_"):
+                details.append(f"{step.removeprefix('filter_')}: {key.removeprefix('threshold_')} cut at {value:,}")
     splits = s.get("splits", {})
     return (
         "<h2>Data</h2>"

@@ -22,6 +22,7 @@ from trainforge.console import console, progress_bar
 from trainforge.data import pipeline as P
 from trainforge.data.config import DataConfig
 from trainforge.data.executor import make_executor
+from trainforge.data.filters import corpus_level
 from trainforge.data.io import Record, read_source, write_jsonl
 from trainforge.errors import UserError
 
@@ -60,8 +61,8 @@ def _fresh(out: Path) -> None:
 
 
 def streamable(cfg: DataConfig) -> bool:
-    """Without a global step (near dedup, the quality percentile) the pipeline runs chunk by chunk."""
-    return cfg.dedup.near is None and not any(s.quality is not None for s in cfg.filters)
+    """Without a global step (near dedup, a corpus-level filter) the pipeline runs chunk by chunk."""
+    return cfg.dedup.near is None and not any(corpus_level(s) for s in cfg.filters)
 
 
 def curate_in_chunks(cfg: DataConfig, out: Path, seed: int, sink, workers: int | None = None,
@@ -70,7 +71,7 @@ def curate_in_chunks(cfg: DataConfig, out: Path, seed: int, sink, workers: int |
     writes each chunk's survivors. Returns (read, quarantined, kept, funnel)."""
     _fresh(out)
     funnel = P.Funnel(out, seed)
-    executor = make_executor(cfg.executor, workers or cfg.workers)
+    executor = make_executor(cfg.executor, workers or cfg.workers, P.WORKER_MODULES)
     store = P.exact_store(cfg, cfg.dedup.bloom_capacity or STREAM_BLOOM_CAPACITY) if cfg.dedup.exact != "off" else None
     items = chain.from_iterable(read_source(s) for s in cfg.sources)
     read = quarantined = kept = 0
@@ -87,11 +88,11 @@ def curate_in_chunks(cfg: DataConfig, out: Path, seed: int, sink, workers: int |
 
 
 def curate_sources(cfg: DataConfig, out: Path, seed: int, workers: int | None = None) -> tuple[P.Curated, P.Funnel]:
-    """Read, normalise, filter, dedup: everything before the split, in memory (near dedup and the quality
-    percentile need the whole corpus). Used by the stage and the CLI."""
+    """Read, normalise, filter, dedup: everything before the split, in memory (near dedup and a corpus-level
+    filter need the whole corpus). Used by the stage and the CLI."""
     _fresh(out)
     funnel = P.Funnel(out, seed)
-    executor = make_executor(cfg.executor, workers or cfg.workers)
+    executor = make_executor(cfg.executor, workers or cfg.workers, P.WORKER_MODULES)
     try:
         with progress_bar("read", total=None, unit="docs") as bar:
             cur = P.read_all(chain.from_iterable(read_source(s) for s in cfg.sources), funnel, out, bar, cfg, executor)
@@ -111,7 +112,7 @@ def run_data(ctx) -> dict:
         raise UserError("data: no record survived reading and filtering; see data/stats.json, data/quarantine/ and data/rejected/")
     split = stratified_split(cur.records, cfg.split.val, cfg.split.test, cfg.split.stratify, ctx.config.seed)
     if cfg.decontaminate is not None:
-        held_out = [r.text for r in split["val"] + split["test"]]
+        held_out = [r.document for r in split["val"] + split["test"]]
         split["train"] = P.decontaminate(split["train"], held_out, cfg.decontaminate.ngram, funnel, passthrough=held_out)
     for name, part in split.items():
         write_jsonl(out / f"{name}.jsonl", part)

@@ -91,7 +91,7 @@ def evaluate_lm(job, prompt_format=None) -> dict:
     base_m = {"char_perplexity": math.exp(base_nll / max(1, base_chars))}
     names = ["char-3gram-kneser-ney"]
     if prompt_format is not None and generate_n:
-        from trainforge.tasks.sft import generate_examples, prompt_and_response
+        from trainforge.chat import generate_examples, prompt_and_response
 
         with progress_bar("generate", total=None, unit="answers"):
             gens = generate_examples(model, tokenizer, rows, prompt_format, generate_n)

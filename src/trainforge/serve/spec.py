@@ -13,6 +13,7 @@ SPECS = (
         description="Register the model (or compress/'s candidate) in the MLflow registry under an alias.",
         entry="trainforge.serve.stage:run_register",
         reads=(MODEL, TRAIN_SPLIT),
+        writes=(REGISTER,),
         reads_if_present=(COMPRESS_CANDIDATE,),  # names the variant registered instead of model/
         after=("train", "compress"),
         sections=("serve",),  # serve.drift shapes the drift profile registered with the model

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from trainforge.errors import UserError
-from trainforge.models.families import is_causal_lm  # noqa: F401  (also importable from here, as before)
+from trainforge.models.families import is_causal_lm
 from trainforge.train.loop import Weights
 
 
