@@ -15,7 +15,7 @@ import difflib
 import functools
 import warnings
 from pathlib import Path
-from typing import Any, Optional, Union, get_args, get_origin
+from typing import Any, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, create_model, field_validator
@@ -70,7 +70,7 @@ def _with_sections(base: type[RunSettings], specs: tuple[stages.SectionSpec, ...
             raise ValueError(f"stage '{spec.name}': sections={unknown} are not config keys (keys: {', '.join(keys)})")
     # Every section field is given here, even one `base` has already: an inherited field is re-read
     # from the class, and `register` would then find ABCMeta.register there as its default.
-    fields: dict[str, Any] = {s.name: (Optional[s.section], Field(None, description=s.description)) for s in specs}
+    fields: dict[str, Any] = {s.name: (s.section | None, Field(None, description=s.description)) for s in specs}
     with warnings.catch_warnings():
         # pydantic notes that the field `register` shadows ABCMeta.register, which only exists on the
         # class (cfg.register on an instance is the field): noise
@@ -125,7 +125,7 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     return validate_config(raw, source=str(path), yaml_text=text, override_origin=origin)
 
 
-def config_of_run(run: str | Path) -> "Config":
+def config_of_run(run: str | Path) -> Config:
     """The resolved config a run directory was made with, pointed at where the run is now (it may have moved)."""
     resolved = Path(run) / "config.resolved.yaml"
     if not resolved.is_file():

@@ -17,8 +17,9 @@ are `module:function` strings, imported only when they are used.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 # The one registration: a package's stages and config sections live in its spec module, and a new
 # stage is one more module here. Their order is the tie-break of the stage order and the order of

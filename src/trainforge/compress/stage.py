@@ -37,9 +37,9 @@ def encode_split(rows: list[dict], tokenizer, label2id: dict[str, int], source: 
 
 def is_decoder(model) -> bool:
     """Decoder classifiers get weight-only INT8 by default (compress.weight_only_int8: auto)."""
-    from trainforge.models.families import is_causal_lm
+    from trainforge.models.families import family_of
 
-    return is_causal_lm(model.config)
+    return family_of(model).int8_weight_only_by_default
 
 
 def build_variants(cfg: CompressConfig, model, tokenizer, ctx, pad_id: int, probe: list[dict]) -> dict[str, dict]:

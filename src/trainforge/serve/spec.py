@@ -16,7 +16,7 @@ SPECS = (
         writes=(REGISTER,),
         reads_if_present=(COMPRESS_CANDIDATE,),  # names the variant registered instead of model/
         after=("train", "compress"),
-        sections=("serve",),  # serve.drift shapes the drift profile registered with the model
+        sections=("serve", "tracking"),  # serve.drift shapes the drift profile; tracking.uri is where it is registered
     ),
     SectionSpec(
         name="serve",

@@ -16,6 +16,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from trainforge import paths
 from trainforge.console import console
 from trainforge.errors import UserError
 from trainforge.serve.config import DriftConfig, RegisterConfig
@@ -23,7 +24,7 @@ from trainforge.serve.config import DriftConfig, RegisterConfig
 
 def model_to_register(run_dir: Path) -> tuple[Path, str]:
     """compress/'s passing candidate if there is one, else model/; with a note of which."""
-    candidate = run_dir / "compress" / "candidate.json"
+    candidate = run_dir / paths.COMPRESS_CANDIDATE
     if candidate.is_file():
         info = json.loads(candidate.read_text())
         if info.get("path"):
@@ -31,7 +32,7 @@ def model_to_register(run_dir: Path) -> tuple[Path, str]:
             if not path.is_relative_to(run_dir.resolve()) or not path.is_dir():
                 raise UserError(f"{candidate}: path {info['path']!r} is not a folder inside the run; re-run compress")
             return path, f"compress candidate {info.get('name')}"
-    return run_dir / "model", "model/"
+    return run_dir / paths.MODEL, f"{paths.MODEL}/"
 
 
 def run_register(ctx) -> dict:
@@ -44,7 +45,7 @@ def run_register(ctx) -> dict:
     from trainforge.tracking import tracking_uri
 
     cfg: RegisterConfig = ctx.section
-    out = ctx.path("register")
+    out = ctx.path(paths.REGISTER)
     out.mkdir(exist_ok=True)
     model_dir, what = model_to_register(ctx.run_dir)
     check_model_dir(model_dir)
@@ -53,7 +54,7 @@ def run_register(ctx) -> dict:
         staged = Path(tmp) / "model"  # the registered files: the model plus its drift reference
         shutil.copytree(model_dir, staged)
         if cfg.drift_profile:
-            profile = profile_from_jsonl(ctx.path("data", "train.jsonl"), load_engine(model_dir), drift_cfg, ctx.config.seed)
+            profile = profile_from_jsonl(ctx.path(paths.TRAIN_SPLIT), load_engine(model_dir), drift_cfg, ctx.config.seed)
             write_json_atomic(out / PROFILE_FILE, profile)
             shutil.copy(out / PROFILE_FILE, staged / PROFILE_FILE)
         uri = tracking_uri(ctx.config)

@@ -82,7 +82,8 @@ def discriminative(groups_head_first: list, decay: float) -> list[tuple[list, fl
     return [(ps, decay ** -depth) for depth, (_, ps) in enumerate(groups_head_first)]
 
 
-def apply_method(model: torch.nn.Module, cfg: TrainConfig, steps_per_epoch: int) -> MethodSetup:
+def apply_method(model: torch.nn.Module, cfg: TrainConfig, steps_per_epoch: int, task=None) -> MethodSetup:
+    """task: the run's task (trainforge/tasks/), for peft's task type; default: the one train.task names."""
     method = cfg.method
     if method == "full":
         if cfg.layer_lr_decay == 1.0:
@@ -90,7 +91,7 @@ def apply_method(model: torch.nn.Module, cfg: TrainConfig, steps_per_epoch: int)
         return MethodSetup(model, discriminative(layer_groups(model)[::-1], cfg.layer_lr_decay))
     if method in ("freeze", "unfreeze"):
         return _freeze(model, cfg, steps_per_epoch)
-    return _peft(model, cfg)
+    return _peft(model, cfg, task)
 
 
 def _freeze(model, cfg: TrainConfig, steps_per_epoch: int) -> MethodSetup:
@@ -145,10 +146,15 @@ def _probe_prefix_classifier(wrapped) -> None:
         wrapped.train(was_training)
 
 
-def _peft(model, cfg: TrainConfig) -> MethodSetup:
+def _peft(model, cfg: TrainConfig, task=None) -> MethodSetup:
     import peft
 
-    task_type = peft.TaskType.SEQ_CLS if cfg.task == "classification" else peft.TaskType.CAUSAL_LM
+    if task is None:
+        from trainforge.tasks import ClassificationTask, SFTTask
+
+        task = ClassificationTask if cfg.task == "classification" else SFTTask
+    task_type = getattr(peft.TaskType, task.peft_task_type)
+    head_reads_a_token = task.serves_as == "classifier"  # a classification head, not an LM head, reads the sequence
     if cfg.method == "lora":
         targets = cfg.lora.target_modules
         if targets == "auto":
@@ -163,9 +169,9 @@ def _peft(model, cfg: TrainConfig) -> MethodSetup:
         wrapped = peft.get_peft_model(model, pcfg)
     except ValueError as e:
         raise UserError(f"train.method={cfg.method}: peft cannot adapt {type(model).__name__}: {e}") from None
-    if cfg.method == "prefix" and cfg.task == "classification":
+    if cfg.method == "prefix" and head_reads_a_token:
         _probe_prefix_classifier(wrapped)
-    if cfg.method == "prompt" and cfg.task == "classification":
+    if cfg.method == "prompt" and head_reads_a_token:
         from trainforge.models.load import pool_last_real_token
 
         pool_last_real_token(wrapped)  # a decoder's head must read the last real token, not a pad (see there)

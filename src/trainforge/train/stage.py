@@ -97,7 +97,7 @@ def _run_train(ctx) -> dict:
         save_base(model, ctx.path(paths.MODEL))
     objective = auxiliary_objective(cfg, target)
     loss_fn = objective(model)
-    setup = apply_method(model, cfg, steps_per_epoch)
+    setup = apply_method(model, cfg, steps_per_epoch, task)
     model = setup.model
     n_params, n_trainable = count_parameters(model)
     ever = sum(p.numel() for named, _ in setup.groups for _, p in named)
@@ -194,7 +194,7 @@ def train_ensemble(ctx, cfg: TrainConfig, setup, new_classifier, objective, trai
         seed = ctx.config.seed + k
         if k:  # as the runner seeds the stage before member 0 is built
             torch.manual_seed(seed)
-            setup = apply_method(new_classifier(), cfg, steps_per_epoch)
+            setup = apply_method(new_classifier(), cfg, steps_per_epoch, task)
         model = setup.model
         results.append(fit(model, train, val, cfg, pad_id, seed, groups=setup.groups, unfreeze=setup.unfreeze,
                            checkpoint_dir=ctx.path("checkpoints", "train", f"member-{k}"),
