@@ -34,10 +34,13 @@ def test_end_to_end_writes_the_run_directory(first_run):
         "data/quarantine/records.jsonl", "data/rejected/exact_duplicate.jsonl",
         "tokenizer/tokenizer.json", "tokenizer/tokenizer_config.json",
         "model/config.json", "model/model.safetensors", "model/tokenizer.json", "model/tokenizer_config.json",
-        "model/trainer_state.json",
+        "model/trainer_state.json", "model/trainforge.json",
         "eval/metrics.json", "eval/predictions.jsonl", "eval/confusion_matrix.json", "eval/confusion_matrix.png",
     }
     assert expected <= files, f"missing: {expected - files}"
+    info = json.loads((cfg.run_dir / "model/trainforge.json").read_text())
+    assert info["task"] == "classification" and info["family"] == "bert" and info["max_length"] == 32
+    assert info["labels"] == sorted(info["labels"]) and len(info["labels"]) == 2 and info["method"] == "full"
     stats = json.loads((cfg.run_dir / "data/stats.json").read_text())
     assert stats["read"] == 261 and stats["quarantined"] == 1 and stats["dropped"]["exact_duplicate"] == 20
     assert stats["read"] == stats["kept"] + stats["quarantined"] + sum(stats["dropped"].values())

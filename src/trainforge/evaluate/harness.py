@@ -42,9 +42,8 @@ def run_harness(model_dir: Path, task_dir: Path, tasks: list[str] | None = None,
         from lm_eval.tasks import TaskManager
     except ImportError:
         raise UserError("--lm-eval needs lm-evaluation-harness: pip install 'lm-eval>=0.4' (or trainforge[lm-eval])") from None
-    from transformers import AutoTokenizer
-
     from trainforge.models.load import refuse_virtual_tokens
+    from trainforge.models.tokenizer import load_tokenizer
     from trainforge.tasks import task_for
 
     if not task_dir.is_dir():
@@ -61,7 +60,7 @@ def run_harness(model_dir: Path, task_dir: Path, tasks: list[str] | None = None,
     model = task.load_model(model_dir)
     refuse_virtual_tokens(model, model_dir, "lm-evaluation-harness scores a plain transformers model and would skip the "
                           "learned virtual tokens", "train with method lora or full to score it with --lm-eval")
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer = load_tokenizer(model_dir)
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device="cpu")
     out = simple_evaluate(model=lm, tasks=tasks, limit=limit, task_manager=TaskManager(include_path=str(task_dir), include_defaults=False),
                           log_samples=False, bootstrap_iters=0)

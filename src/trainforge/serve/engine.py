@@ -85,14 +85,13 @@ class GeneratorEngine:
 
     @classmethod
     def load(cls, path: Path) -> "GeneratorEngine":
-        from transformers import AutoTokenizer
-
         from trainforge.models.load import load_causal_lm, refuse_virtual_tokens
+        from trainforge.models.tokenizer import load_tokenizer
 
         model = load_causal_lm(path, use_safetensors=True)
         refuse_virtual_tokens(model, path, "serve's KV-cache decoder feeds the model one new token at a time and "
                               "cannot carry peft's virtual tokens", "train the generator with method lora or full to serve it")
-        tokenizer = AutoTokenizer.from_pretrained(path)
+        tokenizer = load_tokenizer(path)
         eos = model.generation_config.eos_token_id if model.generation_config else None
         eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         if tokenizer.eos_token_id is not None:
