@@ -45,6 +45,8 @@ class RunSettings(Section):
     """Parent folder of run directories (and of the default MLflow store)."""
     tracking: TrackingConfig = TrackingConfig()
     """Experiment tracking."""
+    device: str = "auto"
+    """Where models run: auto (cuda:LOCAL_RANK when CUDA is present, else mps, else cpu), cpu, cuda, cuda:N or mps."""
 
     @field_validator("name")
     @classmethod

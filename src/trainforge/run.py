@@ -79,7 +79,7 @@ def stage_key(cfg: Config, stage: StageSpec, dependency_keys: dict[str, str], in
     sections = {}
     for name in stage.key_sections:
         section = getattr(cfg, name)
-        sections[name] = section.model_dump(mode="json") if section is not None else None
+        sections[name] = section.model_dump(mode="json") if hasattr(section, "model_dump") else section  # `device` is a value
     payload = {"stage": stage.name, "sections": sections, "seed": cfg.seed, "after": dependency_keys, "inputs": inputs}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 

@@ -22,6 +22,7 @@ SPECS = (
         section=CompressConfig,
         description="Quantise, prune or distil model/, measure each variant beside it and gate it.",
         entry="trainforge.compress.stage:run_compress",
+        sections=("device",),  # where it runs can change its numbers
         reads=(MODEL, TRAIN_SPLIT, VAL_SPLIT, TEST_SPLIT),
         writes=(COMPRESS,),
         after=("train",),

@@ -12,6 +12,7 @@ SPECS = (
         section=EvalConfig,
         description="Score the model beside a baseline.",
         entry="trainforge.evaluate.stage:run_eval",
+        sections=("device",),  # where it runs can change its numbers
         reads=(MODEL, TRAIN_SPLIT, VAL_SPLIT, TEST_SPLIT),
         writes=(EVAL,),
         after=("train",),
