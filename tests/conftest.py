@@ -35,6 +35,20 @@ def make_reviews(n: int, seed: int = 0) -> list[dict]:
     return rows
 
 
+def pytest_collection_modifyitems(config, items):
+    """`@pytest.mark.gpu` tests run only where torch sees a CUDA device; elsewhere they skip and say why."""
+    gpu_tests = [item for item in items if item.get_closest_marker("gpu") is not None]
+    if not gpu_tests:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    reason = "needs a CUDA GPU: " + ("this torch build is CPU-only" if torch.version.cuda is None else "torch sees no CUDA device")
+    for item in gpu_tests:
+        item.add_marker(pytest.mark.skip(reason=reason))
+
+
 @pytest.fixture
 def reviews_jsonl(tmp_path: Path) -> Path:
     path = tmp_path / "reviews.jsonl"

@@ -58,12 +58,22 @@ def eval_batches(enc: Encoded, batch_size: int) -> list[list[int]]:
     return [order[j : j + batch_size] for j in range(0, len(order), batch_size)]
 
 
+def model_device(model: torch.nn.Module) -> torch.device:
+    """Where `model` runs: its first parameter's device (the CPU for a model with none)."""
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
 @torch.no_grad()
 def predict_logits(model: torch.nn.Module, enc: Encoded, batch_size: int, pad_id: int) -> torch.Tensor:
-    """Logits in the original example order, shape (N, num_labels)."""
+    """Logits in the original example order, shape (N, num_labels), in a CPU float buffer whatever
+    device the model is on (each batch goes to the model's device; on the CPU nothing is copied)."""
+    from trainforge.device import to_device
+
     model.eval()
+    device = model_device(model)
     out = torch.empty((len(enc), model.config.num_labels))
     for idx in eval_batches(enc, batch_size):
-        batch = collate(enc, idx, pad_id)
-        out[idx] = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+        batch = to_device(collate(enc, idx, pad_id), device)
+        out[idx] = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float().cpu()
     return out

@@ -40,7 +40,7 @@ def generate_examples(model, tokenizer, rows: list[dict], fmt: PromptFormat, n: 
     out = []
     for row in rows[:n]:
         prompt, expected = prompt_and_response(row, fmt)
-        ids = torch.tensor([prompt_ids(tokenizer, prompt)])
+        ids = torch.tensor([prompt_ids(tokenizer, prompt)], device=next(model.parameters()).device)
         with torch.no_grad():
             gen = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=fmt.max_new_tokens,
                                  do_sample=False, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)

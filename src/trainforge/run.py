@@ -144,15 +144,20 @@ class RunResult:
 class Ranks:
     """Under torchrun (WORLD_SIZE > 1) rank 0 owns the run directory, the manifest and tracking: it
     decides per stage (run, cached, error) and tells the others; every rank runs the `distributed`
-    stages together, rank 0 alone the rest, and all meet at a barrier after each stage."""
+    stages together, rank 0 alone the rest, and all meet at a barrier after each stage.
 
-    def __init__(self):
+    Decisions and barriers go through the group's CPU side (gloo), so followers wait for rank 0's
+    single-process stages in a gloo all-reduce under `timeout_minutes` (train.dist_timeout_minutes),
+    not in an NCCL barrier."""
+
+    def __init__(self, device: str = "auto", timeout_minutes: float | None = None):
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.main = True
         if self.world > 1:
+            from trainforge.device import resolve_device
             from trainforge.train.distributed import init
 
-            self.main = init().is_main
+            self.main = init(timeout_minutes, resolve_device(device, "device")).is_main
 
     def agree(self, decision: tuple | None) -> tuple:
         if self.world == 1:
@@ -160,14 +165,15 @@ class Ranks:
         import torch.distributed as dist
 
         box = [decision]
-        dist.broadcast_object_list(box, src=0)
+        dist.broadcast_object_list(box, src=0, device="cpu")
         return box[0]
 
     def barrier(self) -> None:
         if self.world > 1:
+            import torch
             import torch.distributed as dist
 
-            dist.barrier()
+            dist.all_reduce(torch.zeros(1))  # a CPU tensor: gloo, under the group's timeout
 
     def close(self) -> None:
         """Meet once more, then leave the group: a rank that exits with its gloo group still open can abort in
@@ -176,7 +182,7 @@ class Ranks:
             import torch.distributed as dist
 
             if dist.is_initialized():
-                dist.barrier()
+                self.barrier()
                 dist.destroy_process_group()
 
 
@@ -209,7 +215,8 @@ def run_pipeline(cfg: Config, force: tuple[str, ...] = (), only: tuple[str, ...]
     plan = plan_stages(cfg, only)
     if not plan:
         raise UserError("the config enables no stage: add a data:, train: or eval: section")
-    ranks = Ranks()
+    loop = getattr(cfg, "train", None) or getattr(cfg, "pretrain", None)  # the group's timeout is the training section's
+    ranks = Ranks(cfg.device, getattr(loop, "dist_timeout_minutes", None))
     if not ranks.main:
         return _follow_rank_zero(cfg, plan, ranks)
 

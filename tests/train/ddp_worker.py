@@ -66,7 +66,7 @@ def rank_main(rank: int, world: int, out: str, port: int) -> None:
     from trainforge.train import distributed
     from trainforge.train.loop import collate, fit
 
-    info = distributed.init()
+    info = distributed.init(device=torch.device("cpu"))  # gloo even on a CUDA machine: the tests are CPU-only
     data = make_classification(32)
     # 1. gradients: this rank's half of the global batch through DDP (averaged over ranks)
     torch.manual_seed(0)
@@ -86,17 +86,45 @@ def rank_main(rank: int, world: int, out: str, port: int) -> None:
         fit(model, data, None, _cfg(grad_accum=2), PAD, seed=0, loss_fn=loss_fn)
         if info.is_main:
             torch.save(model.state_dict(), out / f"weights-{name}-ddp.pt")
-    # 3. FSDP2 fully_shard, where this torch build supports it on this backend
+    # 3. FSDP2 fully_shard, where this torch build supports it on this backend. fit leaves `model` a plain
+    #    module holding the gathered full weights (what the train stage saves), so state_dict() is the check.
     status = {"fsdp": "ok"}
     try:
-        from torch.distributed.tensor import DTensor
+        from trainforge.train.lm_loss import auxiliary_loss, output_projection
 
+        for name, accum in (("fsdp", 1), ("fsdp-accum", 2)):
+            torch.manual_seed(0)
+            model = LlamaForSequenceClassification(llama_config())
+            fit(model, data, None, _cfg(distributed="fsdp", grad_accum=accum), PAD, seed=0)
+            status[f"{name}-plain"] = not any(hasattr(p, "to_local") for p in model.parameters())
+            if info.is_main:
+                torch.save(model.state_dict(), out / f"weights-{name}.pt")
+        # train.lm_loss under FSDP: the loss is built after fully_shard and reads the tied embedding live
         torch.manual_seed(0)
-        model = LlamaForSequenceClassification(llama_config())
-        fit(model, data, None, _cfg(distributed="fsdp"), PAD, seed=0)
-        full = {n: (p.full_tensor() if isinstance(p, DTensor) else p).detach().clone() for n, p in model.named_parameters()}
+        model = LlamaForSequenceClassification(llama_config(tie_word_embeddings=True))
+        fit(model, make_classification(32), None, _cfg(distributed="fsdp", grad_accum=2), PAD, seed=0,
+            loss_fn_factory=lambda m: auxiliary_loss(1.0, output_projection(m, None, live=True)))
         if info.is_main:
-            torch.save(full, out / "weights-fsdp.pt")
+            torch.save(model.state_dict(), out / "weights-lm_loss-fsdp.pt")
+        # resume: an uninterrupted run checkpointing each step, then its checkpoints after step 1 removed
+        # (a run killed after step 1) and resumed on 2 ranks
+        ckpt = out / "fsdp-ckpt"
+        torch.manual_seed(0)
+        model = LlamaForSequenceClassification(llama_config(attention_dropout=0.2))  # dropout: the RNG matters
+        val = make_classification(8, seed=1)
+        fit(model, data, val, _cfg(distributed="fsdp", checkpoint_every=1, eval_every=2, keep_checkpoints=5), PAD,
+            seed=0, checkpoint_dir=ckpt)
+        if info.is_main:
+            torch.save(model.state_dict(), out / "weights-fsdp-uninterrupted.pt")
+            for step in (2, 3):
+                (ckpt / f"step-{step:08d}.pt").unlink()
+        dist.barrier()
+        torch.manual_seed(1)  # resume must not depend on the fresh model's initial weights
+        model = LlamaForSequenceClassification(llama_config(attention_dropout=0.2))
+        fit(model, data, val, _cfg(distributed="fsdp", checkpoint_every=1, eval_every=2, keep_checkpoints=5, resume=True),
+            PAD, seed=0, checkpoint_dir=ckpt)
+        if info.is_main:
+            torch.save(model.state_dict(), out / "weights-fsdp-resumed.pt")
     except Exception as e:  # noqa: BLE001 — recorded; the test skips with the reason
         status = {"fsdp": f"unsupported: {type(e).__name__}: {e}", "trace": traceback.format_exc()[-2000:]}
     if info.is_main:

@@ -31,7 +31,9 @@ def test_kill_9_then_resume_gives_the_uninterrupted_weights(tmp_path):
     train(tmp_path / "ckpt-ref", reference, resume=False, slow=False)
 
     ckpt, out = tmp_path / "ckpt", tmp_path / "resumed.pt"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(WORKER.parents[2])}
+    # the repo root for tests/, then whatever PYTHONPATH already holds (a worktree's src/ must win in the worker too)
+    path = os.pathsep.join(p for p in (str(WORKER.parents[2]), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
     proc = subprocess.Popen([sys.executable, str(WORKER), str(ckpt), str(out), "--slow"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainforge.compress.config import DistillConfig
-from trainforge.batching import Encoded, predict_logits
+from trainforge.batching import Encoded, model_device, predict_logits
 
 _LAYER_KEY = re.compile(r"\.(layer|layers)\.(\d+)\.")
 
@@ -75,11 +75,12 @@ def mean_kl(student: nn.Module, teacher: nn.Module, enc: Encoded, pad_id: int) -
 
 
 def distill(teacher: nn.Module, train: Encoded, cfg: DistillConfig, pad_id: int, seed: int) -> tuple[nn.Module, dict]:
-    """Build and train the student; returns (student, summary)."""
+    """Build and train the student on the teacher's device; returns (student, summary)."""
     from trainforge.compress.finetune import train_steps
 
     torch.manual_seed(seed)
     student, mapping = build_student(teacher, cfg.student_layers, cfg.init_from_teacher)
+    student.to(model_device(teacher))
     teacher.eval()
     steps = cfg.max_steps or max(1, int(round(cfg.epochs * math.ceil(len(train) / cfg.batch_size))))
     want_hidden = cfg.hidden_loss_weight > 0

@@ -15,7 +15,7 @@ from torch import nn
 
 from trainforge.console import progress_bar
 from trainforge.train.config import ScheduleConfig
-from trainforge.batching import Encoded, bucketed_batches, collate
+from trainforge.batching import Encoded, bucketed_batches, collate, model_device
 from trainforge.train.loop import lr_at
 
 # loss_fn(model, batch) → scalar loss; batch has input_ids, attention_mask (B, T) and labels (B,)
@@ -28,8 +28,11 @@ def cross_entropy_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torc
 
 def train_steps(model: nn.Module, train: Encoded, steps: int, lr: float, batch_size: int, pad_id: int, seed: int,
                 loss_fn: LossFn = cross_entropy_loss, description: str = "finetune") -> float:
-    """Train `model` in place for `steps` steps; returns the last loss."""
+    """Train `model` in place, on the device it is on, for `steps` steps; returns the last loss."""
+    from trainforge.device import to_device
+
     torch.manual_seed(seed)
+    device = model_device(model)
     rng = random.Random(seed)
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
@@ -42,7 +45,7 @@ def train_steps(model: nn.Module, train: Encoded, steps: int, lr: float, batch_s
         for step in range(steps):
             if not queue:
                 queue = bucketed_batches(train, batch_size, rng)
-            batch = collate(train, queue.pop(), pad_id)
+            batch = to_device(collate(train, queue.pop(), pad_id), device)
             for g in optimizer.param_groups:
                 g["lr"] = lr_at(step, steps, lr, schedule)
             loss = loss_fn(model, batch)

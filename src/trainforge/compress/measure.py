@@ -4,6 +4,10 @@ Latency is timed round-robin: for each batch, every model (original included) ru
 so a noisy neighbour on a shared machine slows all of them alike and the speedup ratios stay
 honest even when absolute milliseconds drift; the order rotates from batch to batch. Batches of 32 are random test examples padded to
 the longest among them (what a server batching arriving requests sees); batch 1 is unpadded.
+
+On a GPU every model of a round-robin is on that GPU, its batches are copied there before the clock
+starts, and the clock waits for the device (torch.cuda.synchronize) on both sides of each forward:
+CUDA launches are asynchronous, so an unsynchronised timer measures the launch, not the work.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from trainforge.batching import Encoded, collate, predict_logits
+from trainforge.batching import Encoded, collate, model_device, predict_logits
 from trainforge.threads import torch_threads
 
 
@@ -68,8 +72,15 @@ def round_robin_latency(models: dict[str, nn.Module], batches: list[dict], repea
     Timed the way `trainforge serve` runs them: with glibc keeping freed memory (trainforge.allocator),
     so the figures are the models' own and not the page-fault noise of a fresh allocation per batch."""
     from trainforge.allocator import keep_freed_memory
+    from trainforge.device import to_device
 
     keep_freed_memory()
+    devices = {model_device(m) for m in models.values()}
+    if len(devices) != 1:  # a CPU time beside a GPU time is no speedup
+        raise ValueError(f"round_robin_latency: every model must be on one device, got {sorted(map(str, devices))}")
+    device = devices.pop()
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    batches = [to_device(b, device) for b in batches]  # copied once, outside the clock
     for m in models.values():
         m.eval()
         m(**batches[0])  # warm-up: first-call allocations and kernel selection
@@ -79,8 +90,10 @@ def round_robin_latency(models: dict[str, nn.Module], batches: list[dict], repea
         for i, batch in enumerate(batches):
             k = (i + r) % len(names)  # rotate who goes first: no model always meets a cold cache
             for name in names[k:] + names[:k]:
+                sync()
                 t0 = time.perf_counter()
                 models[name](**batch)
+                sync()
                 times[name].append(time.perf_counter() - t0)
     return times
 

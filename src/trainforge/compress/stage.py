@@ -10,10 +10,22 @@
 Writes compress/gates.json — a list of {name, passed, metric, metric_drop, speedup_b32, size_mb,
 reasons} — compress/measurements.json (every figure, the original included) and
 compress/candidate.json ({"name": null} when nothing passed: the original stays in service).
+
+Where each model is measured (the run's `device:`):
+
+    device: cpu     every model on the CPU, one round-robin (as on a CPU-only build)
+    device: cuda    original and float variants (pruned, distilled) on the GPU, one round-robin there;
+                    INT8 variants on the CPU beside a CPU copy of the original (torch.ao's dynamic
+                    int8 linears are CPU kernels), each gate against the original on its own device.
+                    Such entries carry "device" and "note" in gates.json and measurements.json.
+
+A CPU INT8 time is never divided by a GPU fp32 time. Pruning, recovery and distillation train on
+the device too; the INT8 codes are built from the CPU copy.
 """
 
 from __future__ import annotations
 
+import copy
 import shutil
 from dataclasses import asdict
 
@@ -42,8 +54,20 @@ def is_decoder(model) -> bool:
     return family_of(model).int8_weight_only_by_default
 
 
-def build_variants(cfg: CompressConfig, model, tokenizer, ctx, pad_id: int, probe: list[dict]) -> dict[str, dict]:
+CPU_ONLY_NOTE = {"int8_dynamic": "int8 dynamic is a CPU kernel; compared with the original on CPU",
+                 "int8_weight_only": "int8 weight-only is measured as a CPU kernel; compared with the original on CPU"}
+
+
+def measured_on(meta: dict, device):
+    """The device a variant is measured on: INT8 stays on the CPU, everything else goes to `device`."""
+    import torch
+
+    return torch.device("cpu") if meta.get("format") == "int8" else device
+
+
+def build_variants(cfg: CompressConfig, model, tokenizer, ctx, pad_id: int, probe: list[dict], device=None) -> dict[str, dict]:
     """Build, save and record each enabled variant: {name: {"dir", "meta", "extra"}}.
+    `model` is on the CPU; `device` is where recovery and distillation train (None: the CPU).
     `probe`: a few batches of 32 to pick the INT8 kernel on (compress.int8_kernel=auto)."""
     from trainforge import paths
     from trainforge.compress.load import save_variant
@@ -85,16 +109,17 @@ def build_variants(cfg: CompressConfig, model, tokenizer, ctx, pad_id: int, prob
         save("magnitude_pruned", pruned, {"format": "hf", "requested_sparsity": cfg.magnitude_sparsity},
              sparsity=round(measured_sparsity(pruned), 5))
     if cfg.structured is not None:
-        save_structured(cfg, model, tokenizer, ctx, train, label2id, pad_id, save)
+        save_structured(cfg, model, tokenizer, ctx, train, label2id, pad_id, save, device)
     if cfg.distill is not None:
         from trainforge.compress.distill import distill
 
-        student, summary = distill(model, train, cfg.distill, pad_id, ctx.config.seed)
+        teacher = model if device is None or device.type == "cpu" else copy.deepcopy(model).to(device)
+        student, summary = distill(teacher, train, cfg.distill, pad_id, ctx.config.seed)
         save("distilled", student, {"format": "hf", "distill": {**cfg.distill.model_dump(), **summary}}, **summary)
     return built
 
 
-def save_structured(cfg, model, tokenizer, ctx, train, label2id, pad_id, save) -> None:
+def save_structured(cfg, model, tokenizer, ctx, train, label2id, pad_id, save, device=None) -> None:
     import random
 
     from trainforge.compress.prune import structured_prune
@@ -107,6 +132,8 @@ def save_structured(cfg, model, tokenizer, ctx, train, label2id, pad_id, save) -
     if s.recovery_steps > 0:
         from trainforge.compress.finetune import train_steps
 
+        if device is not None:
+            pruned.to(device)
         train_steps(pruned, train, s.recovery_steps, s.recovery_lr, 32, pad_id, ctx.config.seed, description="recover")
     fmt = "hf" if structure["family"] == "llama" else "hf-structured"
     save("structured_pruned", pruned.eval(), {"format": fmt, "structure": structure, "recovery_steps": s.recovery_steps},
@@ -119,10 +146,12 @@ def run_compress(ctx) -> dict:
     from trainforge import paths
     from trainforge.allocator import keep_freed_memory
     from trainforge.compress.gates import choose_candidate, judge
+    from trainforge.batching import model_device
     from trainforge.compress.load import load_variant
     from trainforge.compress.measure import (Measurement, latency_batches, latency_table, param_count, score,
                                              weights_size_mb)
     from trainforge.compress.quantize import linear_weight_bytes
+    from trainforge.device import describe, resolve_device
     from trainforge.models.load import refuse_virtual_tokens
     from trainforge.models.tokenizer import load_tokenizer
     from trainforge.tasks import task_for
@@ -138,7 +167,9 @@ def run_compress(ctx) -> dict:
     if not task.compressible:
         raise UserError(f"compress: {model_dir} holds a {info.task} model; compress builds and gates variants of sequence "
                         f"classifiers — remove the compress: section for this run")
+    device = resolve_device(ctx.config.device, "device")
     tokenizer = load_tokenizer(model_dir)
+    # on the CPU: INT8 variants and the ONNX export are made from this copy (a GPU copy is measured)
     model = task.load_model(model_dir)  # a plain HF dir, or an adapter + base/ (unmerged LoRA merges on load)
     refuse_virtual_tokens(model, model_dir, "compress writes every variant as a plain transformers model (int8, pruned, "
                           "distilled, ONNX), which has no place for peft's learned virtual tokens",
@@ -149,36 +180,61 @@ def run_compress(ctx) -> dict:
 
     b1, b32 = latency_batches(split, cfg.latency_batches, pad_id, ctx.config.seed)
     _, probe = latency_batches(split, 3, pad_id, ctx.config.seed + 1)  # not the timed batches: no pick-then-measure bias
-    built = build_variants(cfg, model, tokenizer, ctx, pad_id, probe=probe)
+    built = build_variants(cfg, model, tokenizer, ctx, pad_id, probe=probe, device=device)
     if not built:
         raise UserError("compress: no variant enabled — set compress.int8, magnitude_sparsity, structured or distill")
-    models = {"original": model} | {name: load_variant(v["dir"]) for name, v in built.items()}
 
-    console.print(f"          timing {len(models)} models round-robin ({cfg.threads} thread(s), {len(b32)} batches of 32)")
-    timing = latency_table(models, b1, b32, cfg.threads)
+    # each variant is timed and gated against the original on its own device (`reference`)
+    on = {name: measured_on(v["meta"], device) for name, v in built.items()}
+    cpu_side = [name for name in built if on[name] != device]  # INT8 on a GPU run: [] on a CPU run
+    models = {"original": model if device.type == "cpu" else copy.deepcopy(model).to(device)}
+    models |= {name: load_variant(v["dir"]).to(on[name]) for name, v in built.items()}
+    groups = [["original"] + [n for n in built if n not in cpu_side]]
+    if cpu_side:
+        models["original_cpu"] = model
+        groups.append(["original_cpu"] + cpu_side)
+    reference = {name: "original_cpu" if name in cpu_side + ["original_cpu"] else "original" for name in models}
+
+    timing: dict[str, dict] = {}
+    for names in groups:
+        where = model_device(models[names[0]])
+        console.print(f"          timing {len(names)} models round-robin on {where} ({cfg.threads} thread(s), "
+                      f"{len(b32)} batches of 32)")
+        timing |= latency_table({n: models[n] for n in names}, b1, b32, cfg.threads)
     measured: dict[str, Measurement] = {}
     for name, m in models.items():
         metrics, _ = score(m, split, pad_id)
-        size = weights_size_mb(model_dir if name == "original" else built[name]["dir"])
-        linear = linear_weight_bytes(m) / 1e6 if name == "original" else built[name]["extra"]["linear_mb"]
+        size = weights_size_mb(model_dir if name in ("original", "original_cpu") else built[name]["dir"])
+        linear = linear_weight_bytes(m) / 1e6 if name in ("original", "original_cpu") else built[name]["extra"]["linear_mb"]
         measured[name] = Measurement(name, metrics, size_mb=size, linear_mb=round(linear, 4), params=param_count(m),
                                      **timing[name])
 
     base = measured["original"]
     results = []
     for name in built:
-        m = measured[name]
-        speedup = base.p50_b32_ms / m.p50_b32_ms
-        results.append(judge(name, m.metrics[cfg.metric], base.metrics[cfg.metric], speedup, m.size_mb, cfg.gates))
+        m, ref = measured[name], measured[reference[name]]
+        speedup = ref.p50_b32_ms / m.p50_b32_ms
+        results.append(judge(name, m.metrics[cfg.metric], ref.metrics[cfg.metric], speedup, m.size_mb, cfg.gates))
     candidate = choose_candidate(results)
 
-    write_json_atomic(out / "gates.json", [asdict(r) for r in results])
+    # where a model ran, said only when it is not the run's device (a CPU run's files are as they always were)
+    moved = {name: {"device": "cpu", "note": CPU_ONLY_NOTE.get(name, "a CPU kernel; compared with the original on CPU")}
+             for name in cpu_side}
+    if cpu_side:
+        moved["original_cpu"] = {"device": "cpu", "note": "the original on CPU: what the CPU-only variants are compared with"}
+    write_json_atomic(out / "gates.json", [asdict(r) | moved.get(r.name, {}) for r in results])
     extras = {name: {k: v for k, v in b["extra"].items() if k != "linear_mb"} | {"meta": b["meta"]} for name, b in built.items()}
+
+    def speedups(n: str) -> dict:
+        ref = measured[reference[n]]
+        return {"speedup_b1": round(ref.p50_b1_ms / measured[n].p50_b1_ms, 3),
+                "speedup_b32": round(ref.p50_b32_ms / measured[n].p50_b32_ms, 3)}
+
     write_json_atomic(out / "measurements.json", {
         "metric": cfg.metric, "split": cfg.split, "threads": cfg.threads, "gates": cfg.gates.model_dump(),
-        "variants": [measured[n].as_dict() | {"speedup_b1": round(base.p50_b1_ms / measured[n].p50_b1_ms, 3),
-                                               "speedup_b32": round(base.p50_b32_ms / measured[n].p50_b32_ms, 3)}
-                     | extras.get(n, {}) for n in measured],
+        "device": describe(device),
+        "variants": [measured[n].as_dict() | speedups(n) | {"device": str(model_device(models[n]))}
+                     | moved.get(n, {}) | extras.get(n, {}) for n in measured],
         "torch": torch.__version__, "quantized_engine": torch.backends.quantized.engine,
         "keep_freed_memory": keep_freed_memory(),
     })

@@ -27,7 +27,8 @@ from trainforge.evaluate.substitutes import SubstitutionSource, segment
 
 
 class Classifier:
-    """texts → (N, K) probabilities, batched, counting every text it scores (the attack's queries)."""
+    """texts → (N, K) probabilities, batched, counting every text it scores (the attack's queries).
+    The forward runs on the model's device (predict_logits); the probabilities come back as NumPy."""
 
     def __init__(self, model, tokenizer, batch_size: int = 64):
         self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size

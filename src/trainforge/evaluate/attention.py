@@ -2,7 +2,8 @@
 
 Works for BERT-style encoders and Llama-style decoders with a classification head alike: the model
 is loaded through AutoModelForSequenceClassification with attn_implementation="eager", because the
-fused SDPA/flash kernels never materialise the (T, T) attention matrix and return none.
+fused SDPA/flash kernels never materialise the (T, T) attention matrix and return none. It runs on
+the device the eval stage scores on; the maps come back to the CPU to be drawn.
 
 Rollout (Abnar & Zuidema, 2020): average the heads of each layer, add the residual path
 (0.5·A + 0.5·I), renormalise rows, and multiply the layers: R = Â_L · … · Â_1. Row q of R is how
@@ -61,11 +62,13 @@ def attention_maps(model, ids: list[int]) -> np.ndarray:
     """(L, H, T, T) attention probabilities for one unpadded example; T counts virtual tokens, if any."""
     import torch
 
+    from trainforge.batching import model_device
+
     with torch.no_grad():
-        out = model(input_ids=torch.tensor([ids]), output_attentions=True)
+        out = model(input_ids=torch.tensor([ids], device=model_device(model)), output_attentions=True)
     if not out.attentions or out.attentions[0] is None:
         raise RuntimeError(f"{type(model).__name__} returned no attentions (load it with attn_implementation='eager')")
-    attn = torch.stack([a[0].float() for a in out.attentions]).numpy()  # L, H, queries, keys
+    attn = torch.stack([a[0].float() for a in out.attentions]).cpu().numpy()  # L, H, queries, keys
     extra = attn.shape[-1] - attn.shape[-2]
     if extra > 0:  # prefix tuning: `extra` key-only positions in front; give each a self-attending row
         rows = np.zeros(attn.shape[:2] + (extra, attn.shape[-1]), dtype=attn.dtype)

@@ -30,25 +30,30 @@ from trainforge.evaluate.config import EvalConfig
 LOWER_IS_BETTER = {"ece"}
 
 
-def _one_thread_for_small(model) -> None:
+def _one_thread_for_small(model, device) -> None:
     """Small models scored a few sequences at a time (the attack) spend more on OpenMP hand-offs than on
-    the matmuls: one thread measured 4-5x less CPU than two for the 1.5M-parameter quickstart model."""
+    the matmuls: one thread measured 4-5x less CPU than two for the 1.5M-parameter quickstart model.
+    On a GPU the matmuls are not the CPU's: its threads are left alone."""
     import torch
 
-    if model.num_parameters() < 50_000_000:
+    if device.type == "cpu" and model.num_parameters() < 50_000_000:
         torch.set_num_threads(1)
 
 
 def evaluate_classifier(job) -> dict:
     """job: a tasks.EvalJob. Returns the flat metrics the runner logs (model_*, baseline_*, robustness)."""
+    import torch
+
+    from trainforge.device import describe
     from trainforge.models.load import load_classifier
     from trainforge.models.tokenizer import load_tokenizer
 
     cfg: EvalConfig = job.cfg
     out, rows, train_rows, model_dir, split_file = job.out, job.rows, job.train_rows, job.model_dir, job.split_file
+    device = job.device if job.device is not None else torch.device("cpu")
     tokenizer = load_tokenizer(model_dir)
-    model = load_classifier(model_dir)
-    _one_thread_for_small(model)
+    model = load_classifier(model_dir).to(device)
+    _one_thread_for_small(model, device)
     id2label = {int(k): v for k, v in model.config.id2label.items()}
     labels = [id2label[i] for i in sorted(id2label)]
     index = {lab: i for i, lab in enumerate(labels)}
@@ -67,6 +72,7 @@ def evaluate_classifier(job) -> dict:
     base_probs = _baseline(cfg, train_rows, rows, labels, job.seed)
     base_pred = base_probs.argmax(1) if base_probs is not None else None
     metrics = _score(cfg, rows, labels, y_true, probs, base_probs)
+    metrics["device"] = describe(device)
     console.print(f"          predictions and baseline in {time.perf_counter() - t0:.1f}s")
     t0 = time.perf_counter()
 
@@ -79,7 +85,7 @@ def evaluate_classifier(job) -> dict:
     ))
 
     if cfg.attention_examples or cfg.attention_ids:
-        analysis["attention"] = _attention(cfg, out, model_dir, tokenizer, rows, labels, probs, job.seed)
+        analysis["attention"] = _attention(cfg, out, model_dir, tokenizer, rows, labels, probs, job.seed, device)
     (out / "analysis.json").write_text(json.dumps(analysis, indent=1, ensure_ascii=False))
     console.print(f"          error analysis, plots and attention maps in {time.perf_counter() - t0:.1f}s")
 
@@ -163,13 +169,13 @@ def _analyse(cfg, out, rows, labels, y_true, probs, base_probs, split_file) -> d
             "errors": len(wrong)}
 
 
-def _attention(cfg, out, model_dir, tokenizer, rows, labels, probs, seed) -> list[dict]:
+def _attention(cfg, out, model_dir, tokenizer, rows, labels, probs, seed, device) -> list[dict]:
     from trainforge.evaluate.attention import draw_attention, load_eager_classifier, pick_examples
 
     missing = [i for i in cfg.attention_ids if i not in {r["id"] for r in rows}]
     if missing:
         raise UserError(f"eval.attention_ids: {', '.join(missing[:3])} not in the {cfg.split} split")
-    eager = load_eager_classifier(model_dir)
+    eager = load_eager_classifier(model_dir).to(device)
     lengths = [len(ids) for ids in tokenizer([r["text"] for r in rows], truncation=True, max_length=512)["input_ids"]]
     chosen = pick_examples(rows, lengths, cfg.attention_ids, cfg.attention_examples, cfg.attention_max_tokens, seed)
     return draw_attention(eager, tokenizer, rows, labels, probs, chosen, cfg.attention_max_tokens, out / "attention")

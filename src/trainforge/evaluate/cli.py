@@ -47,7 +47,8 @@ def cmd_eval(args) -> int:
         from trainforge.evaluate.harness import run_harness
 
         tasks = [t.strip() for t in args.lm_eval_tasks.split(",") if t.strip()] if args.lm_eval_tasks else None
-        for task, metrics in run_harness(cfg.run_dir / "model", Path(args.lm_eval), tasks, args.lm_eval_limit).items():
+        results = run_harness(cfg.run_dir / "model", Path(args.lm_eval), tasks, args.lm_eval_limit, device=cfg.device)
+        for task, metrics in results.items():
             print(f"lm-eval {task}: " + "  ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
         console.print(f"[bold]lm-evaluation-harness[/] {out / 'lm_eval.json'}")
     if args.against or args.lm_eval:  # the pipeline wrote the report before these existed

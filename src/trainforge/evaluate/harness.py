@@ -34,20 +34,23 @@ def tasks_in(folder: Path) -> list[str]:
 
 
 def run_harness(model_dir: Path, task_dir: Path, tasks: list[str] | None = None, limit: int | None = None,
-                batch_size: int = 8) -> dict:
-    """{task: {metric: value}} from lm_eval.simple_evaluate, also written to eval/lm_eval.json."""
+                batch_size: int = 8, device: str = "auto") -> dict:
+    """{task: {metric: value}} from lm_eval.simple_evaluate, also written to eval/lm_eval.json.
+    device: the run's `device:` (auto, cpu, cuda, cuda:N, mps); the model is loaded there in fp32."""
     try:
         from lm_eval import simple_evaluate
         from lm_eval.models.huggingface import HFLM
         from lm_eval.tasks import TaskManager
     except ImportError:
         raise UserError("--lm-eval needs lm-evaluation-harness: pip install 'lm-eval>=0.4' (or trainforge[lm-eval])") from None
+    from trainforge.device import describe, resolve_device
     from trainforge.models.load import refuse_virtual_tokens
     from trainforge.models.tokenizer import load_tokenizer
     from trainforge.tasks import task_for
 
     if not task_dir.is_dir():
         raise UserError(f"--lm-eval {task_dir}: no such folder of task YAML files")
+    where = resolve_device(device, "device")
     task, info = task_for(model_dir)
     if task.serves_as != "generator":
         raise UserError(f"--lm-eval scores causal LMs; {model_dir} holds a {info.task} model (train.task: {info.task})")
@@ -57,18 +60,20 @@ def run_harness(model_dir: Path, task_dir: Path, tasks: list[str] | None = None,
     if not tasks or unknown:
         raise UserError(f"--lm-eval-tasks: {', '.join(unknown) or '(none)'} not defined in {task_dir} (it defines: {', '.join(known) or 'nothing'})")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-    model = task.load_model(model_dir)
+    model = task.load_model(model_dir).to(where)
     refuse_virtual_tokens(model, model_dir, "lm-evaluation-harness scores a plain transformers model and would skip the "
                           "learned virtual tokens", "train with method lora or full to score it with --lm-eval")
     tokenizer = load_tokenizer(model_dir)
-    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device="cpu")
+    # HFLM takes a loaded model's device from the model itself; `device` is passed to match it
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=str(where))
     out = simple_evaluate(model=lm, tasks=tasks, limit=limit, task_manager=TaskManager(include_path=str(task_dir), include_defaults=False),
                           log_samples=False, bootstrap_iters=0)
     results = {task: {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and k != "alias"}
                for task, metrics in out["results"].items()}
     (model_dir.parent / "eval").mkdir(exist_ok=True)
     (model_dir.parent / "eval" / "lm_eval.json").write_text(json.dumps(
-        {"tasks": results, "limit": limit, "task_dir": str(task_dir), "lm_eval_version": _version()}, indent=1))
+        {"tasks": results, "limit": limit, "task_dir": str(task_dir), "lm_eval_version": _version(),
+         "device": describe(where)}, indent=1))
     return results
 
 

@@ -25,7 +25,10 @@ def text_nll(model, tokenizer, texts: list[str], max_length: int, batch_size: in
     (less than its length when max_length cut it))."""
     import torch
 
+    from trainforge.batching import model_device
+
     model.eval()
+    device = model_device(model)
     total, n_tok, covered = 0.0, 0, []
     bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
@@ -47,6 +50,7 @@ def text_nll(model, tokenizer, texts: list[str], max_length: int, batch_size: in
             mask = torch.zeros((len(chunk), width), dtype=torch.long)
             for r, s in enumerate(chunk):
                 ids[r, : len(s)], mask[r, : len(s)] = torch.tensor(s), 1
+            ids, mask = ids.to(device), mask.to(device)  # no copy on the CPU
             # the last `width` positions: a prompt-tuned model prepends its virtual tokens' logits
             logits = model(input_ids=ids, attention_mask=mask).logits[:, -width:][:, :-1].float()  # B, T-1, V
             target, tmask = ids[:, 1:], mask[:, 1:].bool()
@@ -71,13 +75,17 @@ def evaluate_lm(job, prompt_format=None) -> dict:
     prompts and expected answers, as training framed them (model/trainforge.json)."""
     import json
 
+    import torch
+
+    from trainforge.device import describe
     from trainforge.evaluate.ngram_lm import CharNgramLM
     from trainforge.models.load import load_causal_lm
     from trainforge.models.tokenizer import load_tokenizer
 
     rows, train_rows, generate_n = job.rows, job.train_rows, job.cfg.generate_examples
+    device = job.device if job.device is not None else torch.device("cpu")
     tokenizer = load_tokenizer(job.model_dir)
-    model = load_causal_lm(job.model_dir)
+    model = load_causal_lm(job.model_dir).to(device)
     max_length = job.info.max_length or 512
     texts = [r["text"] for r in rows if r.get("text")]
     nll, n_tok, covered = text_nll(model, tokenizer, texts, max_length)
@@ -117,7 +125,7 @@ def evaluate_lm(job, prompt_format=None) -> dict:
                       f"the retrieval baseline's {base_m['exact_match']:.4f} on {n_generated:,} prompts")
     metrics = {"split": job.cfg.split, "task": "sft" if len(names) > 1 else "language_modeling", "n": len(rows), "labels": [],
                "model": model_m, "baseline": {"name": " + ".join(names), **base_m}, "model_beats_baseline": better[headline],
-               "headline": headline, "compared": compared}
+               "headline": headline, "compared": compared, "device": describe(device)}
     (job.out / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False))
     flat = {f"model_{k}": v for k, v in metrics["model"].items()}
     flat.update({f"baseline_{k}": v for k, v in metrics["baseline"].items() if isinstance(v, float)})

@@ -6,7 +6,10 @@ What each task writes: evaluate/classifier.py (classification: metrics, confusio
 analysis, attention maps, adversarial tests) and evaluate/lm.py (causal LM and SFT: perplexity beside
 an n-gram LM, generation metrics beside a retrieval baseline). eval/metrics.json is the contract other
 stages and tools read: {"split", "n", "labels", "model": {...}, "baseline": {"name", ...},
-"model_beats_baseline", "compared": [...]}.
+"model_beats_baseline", "compared": [...], "device": {...}}.
+
+The model runs on the run's `device:` (resolved once here, trainforge/device.py) in fp32; batches go
+to it and logits come back to the CPU, so on the CPU the numbers are exactly those of a CPU-only build.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ STALE_OUTPUTS = ("regression.json", "adversarial.json", "slices.png", "lm_eval.j
 
 def run_eval(ctx) -> dict:
     from trainforge import paths
+    from trainforge.device import resolve_device
     from trainforge.tasks import EvalJob, task_for
     from trainforge.threads import torch_threads
 
@@ -39,5 +43,6 @@ def run_eval(ctx) -> dict:
         raise UserError(f"{split_file} is empty: nothing to evaluate (check data.split)")
     model_dir = ctx.path(paths.MODEL)
     task, info = task_for(model_dir)
+    device = resolve_device(ctx.config.device, "device")  # before any model loads: a missing GPU fails at once
     with torch_threads(None):  # a task may lower the thread count for small models; the next stage gets it back
-        return task.evaluate(EvalJob(model_dir, info, rows, train_rows, cfg, ctx.config.seed, out, split_file))
+        return task.evaluate(EvalJob(model_dir, info, rows, train_rows, cfg, ctx.config.seed, out, split_file, device))

@@ -94,7 +94,8 @@ class SubstitutionSource:
         # embedding neighbours among the corpus's frequent words
         word_counts = Counter(w for t in corpus for w in segment(t) if w.strip() and any(ch.isalnum() for ch in w))
         self.words = [w for w, n in word_counts.most_common(vocab_words) if n >= 2]
-        self.embedding = model.get_input_embeddings().weight.detach().float()
+        # a CPU copy: thousands of tiny lookups and one (words, dim) matmul, on any device the model is on
+        self.embedding = model.get_input_embeddings().weight.detach().float().cpu()
         self.tokenizer = tokenizer
         self.word_vectors = torch.stack([self.word_vector(w) for w in self.words]) if self.words else torch.zeros((0, 1))
 

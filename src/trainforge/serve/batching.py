@@ -7,7 +7,9 @@ Generation runs a padded batch with a KV cache: one prefill pass over the left-p
 then one single-token forward per step that reuses the cached keys/values, so step t costs O(t)
 attention instead of re-encoding the whole sequence. Each row has its own sampling settings
 (temperature, top_p, seed → its own torch.Generator), its own stop sequences and max_tokens;
-a finished row stops emitting while the rest of its batch carries on. Trade-off: this is static
+a finished row stops emitting while the rest of its batch carries on. The padded batch, the KV cache
+and each row's generator live on the model's device; only the sampled token ids come back to the
+host (the stop strings are checked on text). Trade-off: this is static
 batching per wave (a request arriving mid-wave waits for the next wave), which keeps the code to
 one readable loop; continuous batching would cut that wait.
 
@@ -159,7 +161,8 @@ def sample_next(logits, temperature: float, top_p: float, generator):
 class _Row:
     """Decode state of one request inside a batch."""
 
-    def __init__(self, req: GenRequest, engine):
+    def __init__(self, req: GenRequest, engine, device=None):
+        """device: the model's (None: the CPU)."""
         import random
 
         import torch
@@ -168,7 +171,9 @@ class _Row:
         self.ids: list[int] = []
         self.sent = 0  # characters of the decoded text already emitted
         self.done = False
-        self.generator = torch.Generator().manual_seed(req.seed if req.seed is not None else random.getrandbits(63))
+        # on the model's device: torch.multinomial samples there (a CUDA generator draws other numbers than a CPU one)
+        self.generator = torch.Generator(device=device or "cpu").manual_seed(
+            req.seed if req.seed is not None else random.getrandbits(63))
         self.hold = max((len(s) for s in req.stop), default=1) - 1  # chars held back: may start a stop string
 
     def push(self, token: int) -> None:
@@ -210,8 +215,8 @@ def generate_batch(engine, requests: list[GenRequest]) -> None:
     """Decode a batch with a KV cache: prefill the left-padded prompts, then one token per step."""
     import torch
 
-    model, pad = engine.model, engine.pad_id
-    rows = [_Row(r, engine) for r in requests]
+    model, pad, device = engine.model, engine.pad_id, engine.device
+    rows = [_Row(r, engine, device) for r in requests]
     width = max(len(r.prompt_ids) for r in requests)
     batch = len(requests)
     input_ids = torch.full((batch, width), pad, dtype=torch.long)
@@ -219,13 +224,14 @@ def generate_batch(engine, requests: list[GenRequest]) -> None:
     for i, r in enumerate(requests):  # left padding keeps every row's last prompt token in the last column
         input_ids[i, width - len(r.prompt_ids) :] = torch.tensor(r.prompt_ids)
         mask[i, width - len(r.prompt_ids) :] = 1
+    input_ids, mask = input_ids.to(device), mask.to(device)  # built on the host, one copy each
     positions = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, T): pads don't shift the real tokens' positions
     steps = max(r.max_tokens for r in requests)
     with torch.inference_mode():
         out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True)
         for _ in range(steps):
             logits = out.logits[:, -1, :]  # (B, vocab)
-            next_ids = torch.full((batch,), pad, dtype=torch.long)
+            next_ids = [pad] * batch
             for i, row in enumerate(rows):
                 if row.done or row.req.cancelled:
                     row.done = True
@@ -235,10 +241,10 @@ def generate_batch(engine, requests: list[GenRequest]) -> None:
                 row.push(token)
             if all(row.done for row in rows):
                 break
-            mask = torch.cat([mask, torch.ones((batch, 1), dtype=torch.long)], dim=1)
+            mask = torch.cat([mask, torch.ones((batch, 1), dtype=torch.long, device=device)], dim=1)
             positions = positions[:, -1:] + 1
-            out = model(input_ids=next_ids[:, None], attention_mask=mask, position_ids=positions,
-                        use_cache=True, **_cache_kwargs(model, out))
+            out = model(input_ids=torch.tensor(next_ids, dtype=torch.long, device=device)[:, None], attention_mask=mask,
+                        position_ids=positions, use_cache=True, **_cache_kwargs(model, out))
     for row in rows:
         if not row.done:
             row.finish("length")

@@ -16,6 +16,9 @@ def register(sub) -> None:
                    help="a run directory, a model directory, models:/NAME@ALIAS, or models:/NAME (champion + challenger canary)")
     p.add_argument("--host", help="bind address (default 127.0.0.1; any other address needs an API key)")
     p.add_argument("--port", type=int, help="TCP port (default 8000)")
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default: serve.device, else the config's device:, else auto)")
+    p.add_argument("--dtype", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="model dtype (default serve.dtype: auto = bf16 on a GPU that has it, else fp32)")
     p.add_argument("--config", help="YAML with a serve: section (see examples/serve.yaml)")
     p.add_argument("overrides", nargs="*", metavar="key.path=value", help="overrides of --config, e.g. serve.batching.max_wait_ms=2")
     p.add_argument("--tracking-uri", help="MLflow tracking URI for models:/ (default $MLFLOW_TRACKING_URI or sqlite:///runs/mlflow.db)")
@@ -48,14 +51,16 @@ def register(sub) -> None:
 
 
 def _serve_config(args):
+    """(serve section, tracking URI, the config key the device came from — for the error that names it)."""
     from trainforge.config import load_config
     from trainforge.errors import UserError
     from trainforge.serve.config import ServeConfig
 
+    run_device = None  # the top-level `device:` of --config or of the run's resolved config
     if args.config:
         cfg = load_config(args.config, args.overrides)
         serve = cfg.serve or ServeConfig()
-        uri = cfg.tracking.uri
+        uri, run_device = cfg.tracking.uri, cfg.device
     else:
         if args.overrides:
             raise UserError("overrides need --config FILE (they override that file's serve: section)")
@@ -63,27 +68,34 @@ def _serve_config(args):
         resolved = Path(args.model) / "config.resolved.yaml"
         if resolved.is_file():  # a run: use its serve: section when it has one
             run_cfg = load_config(resolved)
-            serve, uri = run_cfg.serve or serve, run_cfg.tracking.uri
-    update = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
-    return serve.model_copy(update=update), args.tracking_uri or uri
+            serve, uri, run_device = run_cfg.serve or serve, run_cfg.tracking.uri, run_cfg.device
+    # --device, else serve.device, else the top-level device:, else auto
+    device, key = next((v, k) for v, k in ((args.device, "--device"), (serve.device, "serve.device"),
+                                            (run_device, "device"), ("auto", "--device")) if v is not None)
+    update = {k: v for k, v in (("host", args.host), ("port", args.port), ("dtype", args.dtype)) if v is not None}
+    return serve.model_copy(update=update | {"device": device}), args.tracking_uri or uri, key
 
 
 def cmd_serve(args) -> int:
     from trainforge.console import console
+    from trainforge.device import describe, resolve_device
     from trainforge.serve.runner import require_key_off_loopback, serve_foreground
     from trainforge.serve.server import ModelSource, ServerState
 
-    cfg, uri = _serve_config(args)
+    cfg, uri, device_key = _serve_config(args)
     api_key = os.environ.get(cfg.api_key_env) or None
     require_key_off_loopback(cfg.host, api_key, cfg.api_key_env)
+    device = resolve_device(cfg.device, device_key)  # a missing GPU: exit 2 before any model loads
     source = ModelSource.parse(args.model, uri)
     events = Path(args.events) if args.events else (source.path / "monitor" / "events.jsonl" if source.kind == "run" else None)
     from trainforge.serve.app import create_app
 
-    state = ServerState(cfg, source, api_key, events)
+    state = ServerState(cfg, source, api_key, events, device=device)
     auth = f"bearer token from ${cfg.api_key_env}" if api_key else "no auth (loopback only)"
+    where = describe(device)
+    dtype = str(state.dtype).removeprefix("torch.")
     console.print(f"[bold]serving[/] {args.model} as `{state.model_name}` on http://{cfg.host}:{cfg.port}/v1  ·  "
-                  f"/metrics  ·  {auth}")
+                  f"/metrics  ·  {auth}  ·  {where['device']} ({where.get('name', '?')}, {dtype})")
     serve_foreground(create_app(state), cfg.host, cfg.port, cfg.drain_seconds)
     return 0
 

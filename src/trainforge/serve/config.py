@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from typing import Literal
 
 from pydantic import Field
 
@@ -105,6 +106,10 @@ class ServeConfig(Section):
     """Environment variable holding the bearer token clients must send."""
     model_name: str | None = None
     """Name the API shows in /v1/models; null: the run or registered-model name."""
+    device: str | None = None
+    """Where the model runs: auto, cpu, cuda, cuda:N or mps; null: the config's top-level `device:` (auto without one)."""
+    dtype: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    """Weights and activations: auto is bf16 on a GPU that has it, else fp32 (bf16 halves memory, ~3 digits of precision)."""
     limits: LimitsConfig = LimitsConfig()
     """Per-request limits."""
     batching: BatchingConfig = BatchingConfig()

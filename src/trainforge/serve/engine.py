@@ -6,17 +6,42 @@ back to pickle. Paths come from the command line or the registry, never from a r
 
     ClassifierEngine  AutoModelForSequenceClassification → label + probabilities per text
     GeneratorEngine   AutoModelForCausalLM → tokens, decoded with a KV cache by batching.py
+
+Each engine is loaded onto one device in one dtype (serve.device, serve.dtype: bf16 on a GPU that has
+it, fp32 on the CPU) and moves its inputs there; probabilities and token ids come back as Python
+numbers. A compress/ INT8 variant stays on the CPU in fp32: torch.ao's int8 linears are CPU kernels.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from trainforge.errors import UserError
 
+log = logging.getLogger("trainforge.serve")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
+DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+def serving_dtype(dtype: str, device, key: str = "serve.dtype"):
+    """The torch dtype `dtype` (auto | fp32 | bf16 | fp16) means on `device`: auto is bf16 on a GPU that has it, else fp32."""
+    import torch
+
+    from trainforge.device import resolve_precision
+
+    return getattr(torch, DTYPES[resolve_precision(dtype, device, key)])
+
+
+def _place(model, device, dtype):
+    """`model` on `device` in `dtype`; a CPU fp32 model is left as loaded (nothing to move)."""
+    import torch
+
+    if device is None or (device.type == "cpu" and dtype in (None, torch.float32)):
+        return model
+    return model.to(device=device, dtype=dtype)
 
 
 def check_model_dir(path: Path) -> dict:
@@ -40,17 +65,30 @@ class ClassifierEngine:
     max_length: int
     kind: str = "classifier"
 
+    @property
+    def device(self):
+        from trainforge.batching import model_device
+
+        return model_device(self.model)
+
     @classmethod
-    def load(cls, path: Path) -> "ClassifierEngine":
+    def load(cls, path: Path, device=None, dtype=None) -> "ClassifierEngine":
+        """device, dtype: a torch.device and torch dtype (None: the CPU in fp32)."""
         from trainforge.models.load import load_classifier
         from trainforge.models.tokenizer import load_tokenizer
 
         if (path / "trainforge_compression.json").is_file():  # a compress/ variant (int8, pruned): its own loader
-            from trainforge.compress.load import load_variant
+            from trainforge.compress.load import load_variant, read_meta
 
             model = load_variant(path)
+            if read_meta(path).get("format") == "int8":
+                if device is not None and device.type != "cpu":
+                    log.warning("%s: an INT8 variant runs torch.ao's CPU int8 kernels; serving it on cpu in fp32, not %s",
+                                path, device)
+                device = dtype = None
         else:
             model = load_classifier(path, use_safetensors=True)  # a plain HF dir, or a prompt/prefix adapter + base/
+        model = _place(model, device, dtype)
         tokenizer = load_tokenizer(path)  # decoder classifiers often ship without a pad token: eos stands in
         if model.config.pad_token_id is None:
             model.config.pad_token_id = tokenizer.pad_token_id
@@ -68,7 +106,10 @@ class ClassifierEngine:
         """One {label: probability} per text, in one padded forward pass."""
         import torch
 
+        from trainforge.device import to_device
+
         enc = self.tokenizer(texts, truncation=True, max_length=self.max_length, padding=True, return_tensors="pt")
+        enc = to_device(dict(enc), self.device)
         with torch.inference_mode():
             probs = torch.softmax(self.model(**enc).logits.float(), -1)  # (B, num_labels)
         return [{lab: float(p) for lab, p in zip(self.labels, row)} for row in probs.tolist()]
@@ -83,14 +124,22 @@ class GeneratorEngine:
     eos_ids: set[int] = field(default_factory=set)
     kind: str = "generator"
 
+    @property
+    def device(self):
+        from trainforge.batching import model_device
+
+        return model_device(self.model)
+
     @classmethod
-    def load(cls, path: Path) -> "GeneratorEngine":
+    def load(cls, path: Path, device=None, dtype=None) -> "GeneratorEngine":
+        """device, dtype: a torch.device and torch dtype (None: the CPU in fp32)."""
         from trainforge.models.load import load_causal_lm, refuse_virtual_tokens
         from trainforge.models.tokenizer import load_tokenizer
 
         model = load_causal_lm(path, use_safetensors=True)
         refuse_virtual_tokens(model, path, "serve's KV-cache decoder feeds the model one new token at a time and "
                               "cannot carry peft's virtual tokens", "train the generator with method lora or full to serve it")
+        model = _place(model, device, dtype)
         tokenizer = load_tokenizer(path)
         eos = model.generation_config.eos_token_id if model.generation_config else None
         eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
@@ -129,10 +178,12 @@ def token_ids(tokenizer, texts: list[str]) -> list[list[int]]:
     return tokenizer(texts, add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
 
 
-def load_engine(path: Path):
-    """The engine for what the model was trained for (its model/trainforge.json, tasks/info.py)."""
+def load_engine(path: Path, device=None, dtype=None):
+    """The engine for what the model was trained for (its model/trainforge.json, tasks/info.py), on
+    `device` in `dtype` (None: the CPU in fp32)."""
     from trainforge.tasks import task_for
 
     check_model_dir(path)
     task, _ = task_for(path)
-    return ClassifierEngine.load(path) if task.serves_as == "classifier" else GeneratorEngine.load(path)
+    engine = ClassifierEngine if task.serves_as == "classifier" else GeneratorEngine
+    return engine.load(path, device, dtype)

@@ -67,8 +67,15 @@ def weights_digest(model_dir: Path) -> str:
 
 class ServerState:
     def __init__(self, cfg: ServeConfig, source: ModelSource, api_key: str | None = None,
-                 events_file: Path | None = None, seed: int = 0):
+                 events_file: Path | None = None, seed: int = 0, device=None):
+        """device: the torch.device every version loads onto (None: serve.device resolved here, so a
+        missing GPU is a UserError before anything loads); serve.dtype picks their dtype on it."""
+        from trainforge.device import resolve_device
+        from trainforge.serve.engine import serving_dtype
+
         self.cfg, self.source, self.api_key, self.seed = cfg, source, api_key, seed
+        self.device = device if device is not None else resolve_device(cfg.device or "auto", "serve.device")
+        self.dtype = serving_dtype(cfg.dtype, self.device)
         self.metrics = ServeMetrics()
         self.router: Router | None = None
         self.ready = False
@@ -89,7 +96,9 @@ class ServerState:
         if self.cfg.batching.torch_threads:
             torch.set_num_threads(self.cfg.batching.torch_threads)
         check_model_dir(model_dir)
-        engine = load_engine(model_dir)
+        engine = load_engine(model_dir, self.device, self.dtype)
+        log.info("loaded %s (version %s, %s) on %s in %s", model_dir, version, role, engine.device,
+                 next(engine.model.parameters()).dtype)
         run = classify_batch if engine.kind == "classifier" else generate_batch
         b = self.cfg.batching
         batcher = Batcher(lambda reqs: run(engine, reqs), b.max_batch_size, b.max_wait_ms, f"{self.model_name}-{version}")

@@ -56,6 +56,8 @@ class EvalJob:
     out: Path
     """eval/."""
     split_file: Path
+    device: Any = None
+    """The torch.device the model is scored on (the run's `device:`, resolved once by the eval stage); None: the CPU."""
 
 
 class Task(Protocol):

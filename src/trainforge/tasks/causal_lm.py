@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from trainforge.batching import Encoded, collate, eval_batches
+from trainforge.batching import Encoded, collate, eval_batches, model_device
 from trainforge.tasks.base import EvalJob, ModelSpec
 from trainforge.tasks.info import ModelInfo
 
@@ -32,11 +32,14 @@ def token_loss(net, batch: dict, weights):
 def token_validate(model, val: Encoded, pad_id: int, batch_size: int = 64) -> dict[str, float]:
     import torch
 
+    from trainforge.device import to_device
+
     model.eval()
+    device = model_device(model)
     total, count = 0.0, 0
     with torch.no_grad():
         for idx in eval_batches(val, batch_size):
-            batch = collate(val, idx, pad_id)
+            batch = to_device(collate(val, idx, pad_id), device)
             n = int((batch["labels"][:, 1:] != -100).sum())  # HF shifts: position t predicts t+1
             total += float(model(**batch).loss) * n
             count += n

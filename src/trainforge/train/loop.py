@@ -1,10 +1,11 @@
 """The training loop, in one file that reads top to bottom.
 
-    setup: ranks, memory estimate (→ micro-batch), optimizer groups, autocast/scaler, resume
+    setup: device and precision, ranks, fp32 masters, memory estimate (→ micro-batch), move → wrap,
+           optimizer groups, autocast/scaler, resume
     for each step:
-        unfreeze? → lr_at(step) → micro-batches: forward, backward (no_sync until the last)
-        → non-finite? skip and count → unscale, clip, step → log → evaluate, keep best, checkpoint
-    end: load the best weights
+        unfreeze? → lr_at(step) → micro-batches to the device: forward, backward (no grad sync until the last)
+        → non-finite? skip and count → unscale, clip, step → log → evaluate, keep best (on the CPU), checkpoint
+    end: load the best weights (under FSDP: gather them whole into `model`)
 
 One loop serves every supervised task (trainforge/tasks/): the task batches the examples, gives the
 loss and the validation scores, and names the metric that picks the best step. Objectives that need a
@@ -15,7 +16,6 @@ Batches are length-bucketed (trainforge/batching.py): padding drops to a few per
 
 from __future__ import annotations
 
-import contextlib
 import math
 import random
 import sys
@@ -25,7 +25,14 @@ from pathlib import Path
 
 import torch
 
-from trainforge.batching import Encoded, bucketed_batches, collate, eval_batches, predict_logits  # noqa: F401 (re-exported)
+from trainforge import device as devices
+from trainforge.batching import (  # noqa: F401 (re-exported)
+    Encoded,
+    bucketed_batches,
+    collate,
+    eval_batches,
+    predict_logits,
+)
 from trainforge.console import console, progress_bar
 from trainforge.errors import UserError
 from trainforge.train import checkpoint, distributed, memory
@@ -81,6 +88,26 @@ def evaluate(model: torch.nn.Module, val: Encoded, pad_id: int, batch_size: int 
     return (task or default_task(val)).validate(model, val, pad_id, batch_size)
 
 
+class _OnDevice(torch.nn.Module):
+    """`model` whose forward takes CPU batches: the tasks' validate collates on the CPU (trainforge/tasks/)."""
+
+    def __init__(self, model: torch.nn.Module, device: torch.device):
+        super().__init__()
+        self.model, self.device_ = model, device
+
+    @property
+    def config(self):  # batching.predict_logits reads num_labels
+        return self.model.config
+
+    def forward(self, **batch):
+        return self.model(**{k: v.to(self.device_) if isinstance(v, torch.Tensor) and v.device != self.device_ else v
+                             for k, v in batch.items()})
+
+
+def on_device(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    return model if device.type == "cpu" else _OnDevice(model, device)
+
+
 # --------------------------------------------------------------------------- the loop
 
 
@@ -120,7 +147,7 @@ class NonFiniteLoss(UserError):
 
 def fit(model: torch.nn.Module, train: Encoded, val: Encoded | None, cfg: LoopConfig, pad_id: int, seed: int, *,
         groups=None, unfreeze=None, checkpoint_dir: Path | None = None, stage: str = "train",
-        loss_fn=None, task=None) -> FitResult:
+        loss_fn=None, loss_fn_factory=None, task=None, device=None) -> FitResult:
     """Train `model` in place; at the end it holds the weights that scored best on val.
 
     groups: [(named params, lr scale)] the optimizer holds (default: every trainable parameter);
@@ -128,10 +155,30 @@ def fit(model: torch.nn.Module, train: Encoded, val: Encoded | None, cfg: LoopCo
     task: the kind of model (trainforge/tasks/): batches, the loss, validation and the metric that picks the
     best step (default: `default_task(train)`);
     loss_fn(net, batch, weights) → loss replaces the task's loss (e.g. train/lm_loss.py's auxiliary LM
-    term); it applies `weights` (a `Weights`) itself.
+    term); it applies `weights` (a `Weights`) itself. loss_fn_factory(model) → loss_fn builds it after the
+    model is moved and wrapped, so it can hold the parameters as they are then (FSDP replaces every one);
+    device: a torch.device or a config spec ("cuda", "cpu", …; default: where `model` already is).
+
+    Under FSDP the caller's `model` is left untouched while a sharded copy trains, and receives the full
+    (gathered) best weights at the end on every rank: what rank 0 saves, merges or samples from is whole.
     """
     # ---- setup
-    dist = distributed.init()
+    if device is None:  # where the caller built it: every CPU test keeps running where it ran
+        device = next(model.parameters()).device
+    elif isinstance(device, str):
+        device = devices.resolve_device(device, "device")
+    precision = devices.resolve_precision(cfg.precision, device, f"{stage}.precision")
+    deterministic = devices.set_deterministic(cfg.deterministic)  # before the first kernel runs
+    tf32 = devices.enable_tf32(device) if precision != "fp16" else False
+    dist = distributed.init(cfg.dist_timeout_minutes, device)
+    fsdp = dist.active and cfg.distributed == "fsdp"
+    if dist.is_main:
+        about = devices.describe(device)
+        memory_text = f", {about['memory_gib']} GiB" if "memory_gib" in about else ""
+        console.print(f"          {stage} on {about['device']} ({about.get('name', '?')}{memory_text}), precision {precision}"
+                      f"{', TF32 matmuls' if tf32 else ''}{f' × {dist.world} ranks ({cfg.distributed})' if dist.active else ''}")
+        if deterministic:
+            console.print(f"          {deterministic}")
     rng = random.Random(seed)
     torch.manual_seed(seed)
     task = task or default_task(train)
@@ -142,14 +189,32 @@ def fit(model: torch.nn.Module, train: Encoded, val: Encoded | None, cfg: LoopCo
     # tokens each example has a next-token loss on (the task's targets; for a classifier, what train.lm_loss predicts)
     predicted = task.predicted_tokens(train)
 
+    # fp32 master weights: a checkpoint loaded in half precision (dtype auto) would otherwise step in fp16/bf16
+    # (updates below the half-precision spacing vanish; GradScaler refuses fp16 gradients). A frozen base
+    # (LoRA) may stay half: it never steps. Nothing changes for an fp32 model.
+    if any(p.requires_grad and p.dtype in (torch.float16, torch.bfloat16) for p in model.parameters()):
+        for p in model.parameters():
+            if p.requires_grad and p.dtype in (torch.float16, torch.bfloat16):
+                p.data = p.data.float()
+        if precision == "fp32" and dist.is_main:
+            console.print(f"[yellow]          trainable half-precision weights upcast to fp32; {stage}.precision=fp32 runs the "
+                          f"frozen half weights in fp32 matmuls only where autocast is on — consider bf16[/]")
+    if cfg.gradient_checkpointing:  # recompute each block in backward: activations ÷ ~layers for ~30% more compute
+        if not getattr(model, "supports_gradient_checkpointing", False) or not hasattr(model, "gradient_checkpointing_enable"):
+            raise UserError(f"{stage}.gradient_checkpointing: {type(model).__name__} does not support gradient checkpointing "
+                            f"(Hugging Face models do); set {stage}.gradient_checkpointing: false")
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
     # memory estimate → micro-batch (per rank) and accumulation
     micro = cfg.batch_size // cfg.grad_accum // dist.world
     if micro < 1:
         raise UserError(f"{stage}.batch_size={cfg.batch_size} is smaller than grad_accum × ranks = {cfg.grad_accum * dist.world}")
     seq_len = max(len(x) for x in train.input_ids[:1000])
-    limit = int((cfg.memory_limit_gb * (1 << 30)) if cfg.memory_limit_gb else 0.8 * memory.available_bytes())
-    vocab_logits = task.token_level or loss_fn is not None  # train.lm_loss projects onto the vocabulary too
-    fitted, est = memory.fit_micro_batch(model, micro, seq_len, cfg.precision, vocab_logits, limit)
+    limit = int((cfg.memory_limit_gb * (1 << 30)) if cfg.memory_limit_gb else 0.8 * devices.available_memory(device))
+    vocab_logits = task.token_level or loss_fn is not None or loss_fn_factory is not None  # train.lm_loss projects onto the vocabulary too
+    fitted, est = memory.fit_micro_batch(model, micro, seq_len, precision, vocab_logits, limit,
+                                         shards=dist.world if fsdp else 1, checkpointing=cfg.gradient_checkpointing,
+                                         snapshot=val is not None, on_cpu=device.type == "cpu")
     if dist.is_main:
         console.print(f"          memory estimate at micro-batch {micro}×{seq_len} tokens: {est.describe()} (limit {limit / (1 << 30):.1f} GiB)")
         if fitted != micro:
@@ -164,21 +229,33 @@ def fit(model: torch.nn.Module, train: Encoded, val: Encoded | None, cfg: LoopCo
         groups = [([(n, p) for n, p in model.named_parameters() if p.requires_grad], 1.0)]
     if unfreeze is not None:
         unfreeze.apply(0)
-    net = distributed.wrap(model, dist, cfg.distributed)
-    if dist.active and cfg.distributed == "fsdp":  # fully_shard swapped every parameter for a sharded one
+    if fsdp:
+        # fully_shard swaps every parameter of the module it shards for a DTensor shard. It shards a copy, so
+        # the caller's `model` stays a plain module (saved, merged, sampled on rank 0 alone at the end) and
+        # receives the gathered weights when training ends; groups are re-pointed at the copy by name.
         if unfreeze is not None:
             raise UserError(f"{stage}.distributed=fsdp cannot change the trainable set mid-run; use method full/freeze/lora with FSDP")
-        by_name = dict(model.named_parameters())
+        import copy
+
+        trained = distributed.wrap(copy.deepcopy(model).to(device), dist, "fsdp", precision)
+        by_name = dict(trained.named_parameters())
         groups = [([(n, by_name[n]) for n, _ in named], scale) for named, scale in groups]
+        net = trained
+    else:
+        if any(p.device != device for p in model.parameters()):
+            model.to(device)  # before DDP/compile wrap it: DDP registers its buckets on the parameters' device
+        trained = model
+        net = distributed.wrap(model, dist, cfg.distributed)
+    if loss_fn_factory is not None:  # after the move and the wrap: the loss sees the parameters that train
+        loss_fn = loss_fn_factory(trained)
     tracked = {n: p for named, _ in groups for n, p in named}  # every parameter that may change
     # fused AdamW: one kernel over all tensors instead of a Python loop per parameter; on small models
     # the optimizer step is a large share of a CPU step. Not for FSDP's DTensors.
-    fused = not (dist.active and cfg.distributed == "fsdp")
+    fused = not fsdp
     optimizer = torch.optim.AdamW(param_groups(groups, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas, eps=1e-8, fused=fused)
-    autocast = (torch.autocast("cpu" if not torch.cuda.is_available() else "cuda",
-                               dtype=torch.bfloat16 if cfg.precision == "bf16" else torch.float16)
-                if cfg.precision != "fp32" else contextlib.nullcontext())
-    scaler = torch.amp.GradScaler("cuda" if torch.cuda.is_available() else "cpu") if cfg.precision == "fp16" else None
+    # autocast for the device the batch is on; under FSDP its MixedPrecisionPolicy already computes in half
+    autocast = devices.autocast(device, precision if not fsdp else "fp32")
+    scaler = devices.grad_scaler(device, precision)  # CUDA fp16 only: bf16 has fp32's exponent range
     if cfg.compile:
         net = torch.compile(net)
 
@@ -188,32 +265,41 @@ def fit(model: torch.nn.Module, train: Encoded, val: Encoded | None, cfg: LoopCo
     best_state, best_value, best_step, bad_evals, nonfinite_run, start = None, None, None, 0, 0, 0
     saved = checkpoint.load_latest(checkpoint_dir) if (cfg.resume and checkpoint_dir) else None
     if saved is not None:
-        model.load_state_dict(saved["weights"], strict=False)
-        optimizer.load_state_dict(saved["optimizer"])
+        checkpoint.load_weights(trained, optimizer, saved, fsdp)  # full state; FSDP shards it on any number of ranks
         if scaler is not None and saved.get("scaler"):
             scaler.load_state_dict(saved["scaler"])
         rng.setstate(saved["rng_python"])
-        torch.set_rng_state(saved["rng_torch"])
+        checkpoint.restore_rng(saved, device, dist.rank, dist.world)
         queue, start = saved["queue"], saved["step"]
         result = FitResult(**saved["result"])
         best_value, best_step, bad_evals = saved["best_value"], saved["best_step"], saved["bad_evals"]
         best_saved = checkpoint.load_step(checkpoint_dir, best_step) if best_step is not None else None
-        best_state = best_saved["weights"] if best_saved else None
+        best_state = checkpoint.local_snapshot(best_saved["weights"], tracked) if best_saved else None
         if unfreeze is not None:
             unfreeze.apply(start)
         if dist.is_main:
             console.print(f"          resumed from step {start} ({checkpoint_dir})")
 
     def snapshot() -> dict:
-        return {n: p.detach().clone() for n, p in tracked.items()}
+        """The best weights so far, on the CPU (a device copy would be memory the estimate cannot spare);
+        under FSDP each rank keeps its own shards (no collective, 1/world of the memory)."""
+        if device.type == "cpu" and not fsdp:
+            return {n: p.detach().clone() for n, p in tracked.items()}
+        return {n: checkpoint.local(p).detach().to("cpu", copy=True) for n, p in tracked.items()}
 
     def save(step: int) -> None:
-        if checkpoint_dir is None or not dist.is_main:
+        if checkpoint_dir is None:
+            return
+        # collectives first, on every rank: FSDP gathers the full weights and optimizer state (to rank 0's
+        # CPU), and every rank's RNG states (each rank draws its own dropout on its GPU)
+        weights, optim = checkpoint.full_state(trained, optimizer, tracked, fsdp)
+        rngs = distributed.gather_objects(devices.rng_state(device), dist)
+        if not dist.is_main:
             return
         checkpoint.save_checkpoint(checkpoint_dir, step, {
-            "step": step, "weights": snapshot(), "optimizer": optimizer.state_dict(),
+            "step": step, "weights": weights, "optimizer": optim, "fsdp_optimizer": fsdp,
             "scaler": scaler.state_dict() if scaler is not None else None,
-            "rng_python": rng.getstate(), "rng_torch": torch.get_rng_state(), "queue": queue,
+            "rng_python": rng.getstate(), "rng_torch": torch.get_rng_state(), "rng_ranks": rngs, "queue": queue,
             "result": asdict(result), "best_value": best_value, "best_step": best_step, "bad_evals": bad_evals,
             "config": cfg.model_dump(mode="json"),
         }, cfg.keep_checkpoints, best_step)
@@ -243,13 +329,14 @@ def fit(model: torch.nn.Module, train: Encoded, val: Encoded | None, cfg: LoopCo
             net.train()
             loss_sum, finite = 0.0, True
             for k, idx in enumerate(micro_batches):
-                batch = task.batch(train, idx, pad_id)
+                batch = devices.to_device(task.batch(train, idx, pad_id), device)  # pinned, async on CUDA
                 sync = k == len(micro_batches) - 1 or not dist.active
                 weights = Weights(examples=len(idx) / len(mine), tokens=per_token)
-                with (contextlib.nullcontext() if sync else net.no_sync()), autocast:
-                    loss = (loss_fn or task.loss)(net, batch, weights)
-                finite &= bool(torch.isfinite(loss.detach()))
-                (scaler.scale(loss) if scaler is not None else loss).backward()
+                with distributed.gradient_sync(net, sync):  # FSDP decides in backward, so backward is inside
+                    with autocast:
+                        loss = (loss_fn or task.loss)(net, batch, weights)
+                    finite &= bool(torch.isfinite(loss.detach()))
+                    (scaler.scale(loss) if scaler is not None else loss).backward()
                 loss_sum += float(loss.detach())
                 result.tokens += int(batch["attention_mask"].sum()) * dist.world
 
@@ -291,7 +378,7 @@ def fit(model: torch.nn.Module, train: Encoded, val: Encoded | None, cfg: LoopCo
                     mlflow.log_metrics({f"{stage}.step_loss": loss_sum, f"{stage}.lr": lr, f"{stage}.tokens_per_second": tps}, step=step + 1)
 
             if val is not None and ((step + 1) % eval_every == 0 or step + 1 == total):
-                scores = task.validate(model, val, pad_id)
+                scores = task.validate(on_device(trained, device), val, pad_id)  # CPU floats
                 result.evals.append({"step": step + 1, **{k: round(v, 5) for k, v in scores.items()}})
                 if log_curves:
                     mlflow.log_metrics({f"{stage}.{k}": v for k, v in scores.items()}, step=step + 1)
@@ -314,7 +401,9 @@ def fit(model: torch.nn.Module, train: Encoded, val: Encoded | None, cfg: LoopCo
 
     result.seconds = time.perf_counter() - t_start
     if best_state is not None:
-        model.load_state_dict(best_state, strict=False)
+        checkpoint.load_snapshot(trained, tracked, best_state)
+    if fsdp:  # every rank gathers the whole weights into its plain `model` (pretrain fits it again; rank 0 saves it)
+        checkpoint.gather_into(model, trained, device)
     distributed.barrier(dist)
     if dist.is_main:
         best_text = f"best {select} {best_value:.4f} at step {best_step}; " if best_value is not None else ""

@@ -52,6 +52,7 @@ def run_pretrain(ctx) -> dict:
 
 def _run_pretrain(ctx) -> dict:
     from trainforge import paths
+    from trainforge.device import resolve_device
     from trainforge.models.presets import count_parameters
     from trainforge.models.tokenizer import train_bpe
     from trainforge.tasks import CausalLMTask, ModelSpec, write_model_info
@@ -59,6 +60,7 @@ def _run_pretrain(ctx) -> dict:
     from trainforge.train.loop import fit
 
     cfg: PretrainConfig = ctx.section
+    device = resolve_device(ctx.config.device, "device")  # once: a missing GPU fails before the corpus is read
     general = corpus_texts(cfg) if cfg.epochs > 0 else []  # epochs 0: ULMFiT's step 2 alone (an ablation)
     if not general and cfg.in_domain_epochs <= 0:
         raise UserError("pretrain: pretrain.epochs and pretrain.in_domain_epochs are both 0 — nothing to train; "
@@ -92,7 +94,8 @@ def _run_pretrain(ctx) -> dict:
             raise UserError(f"pretrain.corpus: fewer tokens than one {cfg.seq_len}-token block; add text or lower pretrain.seq_len")
         console.print(f"          general corpus: {len(general_train):,} × {cfg.seq_len} tokens ({len(general):,} documents)")
         phases["general"] = fit(model, general_train, general_val, cfg, pad, ctx.config.seed,
-                                checkpoint_dir=ctx.path(paths.CHECKPOINTS, "pretrain-general"), stage="pretrain", task=task)
+                                checkpoint_dir=ctx.path(paths.CHECKPOINTS, "pretrain-general"), stage="pretrain", task=task,
+                                device=device)
         metrics["general_val_loss"] = phases["general"].best.get("val_loss", float("nan"))
 
     if in_domain:
@@ -104,7 +107,7 @@ def _run_pretrain(ctx) -> dict:
         console.print(f"          in-domain LM fine-tuning: {len(dom_train):,} × {cfg.seq_len} tokens from data/train.jsonl (labels unused)")
         phases["in_domain"] = fit(model, dom_train, dom_val, dom_cfg, pad, ctx.config.seed + 1,
                                   checkpoint_dir=ctx.path(paths.CHECKPOINTS, "pretrain-in-domain"), stage="pretrain-in-domain",
-                                  task=task)
+                                  task=task, device=device)
         if dom_val is not None:
             metrics["in_domain_val_loss_after"] = phases["in_domain"].best.get("val_loss", float("nan"))
 
@@ -118,6 +121,7 @@ def _run_pretrain(ctx) -> dict:
         (out / "pretrain_state.json").write_text(json.dumps({"parameters": n_params, "phases": state, "metrics": metrics}, indent=1))
     metrics.update(
         parameters=n_params,
+        device=str(device),
         tokens=sum(r.tokens for r in phases.values()),
         seconds=round(sum(r.seconds for r in phases.values()), 2),
         tokens_per_second=round(sum(r.tokens for r in phases.values()) / max(1e-9, sum(r.seconds for r in phases.values())), 1),

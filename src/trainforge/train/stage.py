@@ -64,6 +64,7 @@ def run_train(ctx) -> dict:
 
 def _run_train(ctx) -> dict:
     from trainforge import paths
+    from trainforge.device import resolve_device
     from trainforge.models.presets import count_parameters, resolve_model
     from trainforge.tasks import write_model_info
     from trainforge.train.distributed import init
@@ -71,6 +72,7 @@ def _run_train(ctx) -> dict:
     from trainforge.train.methods import apply_method
 
     cfg: TrainConfig = ctx.section
+    device = resolve_device(ctx.config.device, "device")  # once, before any work: `device: cuda` on a CPU machine stops here
     train_rows = read_jsonl(ctx.path(paths.TRAIN_SPLIT))
     val_rows = read_jsonl(ctx.path(paths.VAL_SPLIT))
     if not train_rows or not val_rows:
@@ -113,11 +115,11 @@ def _run_train(ctx) -> dict:
     if cfg.ensemble == 1:
         result = fit(model, train, val, cfg, tokenizer.pad_token_id, ctx.config.seed, groups=setup.groups,
                      unfreeze=setup.unfreeze, checkpoint_dir=ctx.path(paths.CHECKPOINTS, "train"), stage="train",
-                     loss_fn=loss_fn, task=task)
+                     loss_fn_factory=objective if loss_fn is not None else None, task=task, device=device)
         results, ensemble_val = [result], None
     else:
         model, results, ensemble_val = train_ensemble(ctx, cfg, setup, lambda: task.build_model(spec, tokenizer), objective,
-                                                      train, val, tokenizer.pad_token_id, steps_per_epoch, task)
+                                                      train, val, tokenizer.pad_token_id, steps_per_epoch, task, device)
         result = results[0]
         n_params, n_trainable = n_params * cfg.ensemble, n_trainable * cfg.ensemble
     seconds, tokens = sum(r.seconds for r in results), sum(r.tokens for r in results)
@@ -132,6 +134,7 @@ def _run_train(ctx) -> dict:
         "trainable_parameters": n_trainable,
         "trainable_share": round(n_trainable / n_params, 6),
         "nonfinite_skipped": result.nonfinite_skipped,
+        "device": str(device),
     }
     if not main:
         return metrics
@@ -168,15 +171,16 @@ def _run_train(ctx) -> dict:
 
 def auxiliary_objective(cfg: TrainConfig, target):
     """model → the loss_fn `fit` uses: None (the model's own loss), or with train.lm_loss the classifier's loss
-    plus the auxiliary next-token loss through that model's output projection (train/lm_loss.py)."""
+    plus the auxiliary next-token loss through that model's output projection (train/lm_loss.py). fit calls
+    it again after wrapping (`loss_fn_factory`); the tied projection is read live, so FSDP's swap is seen."""
     from trainforge.train.lm_loss import auxiliary_loss, output_projection
 
     source = target if isinstance(target, Path) else None
-    return lambda model: auxiliary_loss(cfg.lm_loss, output_projection(model, source)) if cfg.lm_loss else None
+    return lambda model: auxiliary_loss(cfg.lm_loss, output_projection(model, source, live=True)) if cfg.lm_loss else None
 
 
 def train_ensemble(ctx, cfg: TrainConfig, setup, new_classifier, objective, train, val, pad_id: int,
-                   steps_per_epoch: int, task=None):
+                   steps_per_epoch: int, task=None, device=None):
     """train.ensemble = K: fine-tune K classifiers from the same body with seeds seed, seed+1, … (member 0,
     which `setup` already holds, is exactly the single-model run) and join them (models/ensemble.py). Each
     member checkpoints under checkpoints/train/member-<k>/, so `--resume` skips finished members and
@@ -186,7 +190,7 @@ def train_ensemble(ctx, cfg: TrainConfig, setup, new_classifier, objective, trai
 
     from trainforge.models.ensemble import EnsembleForSequenceClassification
     from trainforge.train.distributed import init
-    from trainforge.train.loop import evaluate, fit
+    from trainforge.train.loop import evaluate, fit, on_device
     from trainforge.train.methods import apply_method
 
     members, results = [], []
@@ -198,10 +202,12 @@ def train_ensemble(ctx, cfg: TrainConfig, setup, new_classifier, objective, trai
         model = setup.model
         results.append(fit(model, train, val, cfg, pad_id, seed, groups=setup.groups, unfreeze=setup.unfreeze,
                            checkpoint_dir=ctx.path("checkpoints", "train", f"member-{k}"),
-                           stage=f"train member {k + 1}/{cfg.ensemble}", loss_fn=objective(model), task=task))
+                           stage=f"train member {k + 1}/{cfg.ensemble}",
+                           loss_fn_factory=objective if cfg.lm_loss else None, task=task, device=device))
         members.append(model)
     ensemble = EnsembleForSequenceClassification.from_members(members)
-    accuracy = round(evaluate(ensemble, val, pad_id, task=task)["val_accuracy"], 5)
+    on = on_device(ensemble, device) if device is not None else ensemble  # the tasks collate on the CPU
+    accuracy = round(evaluate(on, val, pad_id, task=task)["val_accuracy"], 5)
     if init().is_main:
         alone = ", ".join(f"{r.best.get('val_accuracy', float('nan')):.4f}" for r in results)
         console.print(f"          ensemble of {cfg.ensemble}: val accuracy {accuracy:.4f} (members alone: {alone})")
