@@ -49,6 +49,19 @@ def pytest_collection_modifyitems(config, items):
         item.add_marker(pytest.mark.skip(reason=reason))
 
 
+@pytest.fixture(autouse=True)
+def _cpu_unless_marked_gpu(request, monkeypatch):
+    """Every test but a `gpu` one runs on the CPU, also on a machine with a GPU: `device: auto` and the
+    distributed tests then pick the CPU and gloo, so the suite's exact numbers hold there too. Child
+    processes (torchrun, kill -9 workers) see no GPU through CUDA_VISIBLE_DEVICES."""
+    if request.node.get_closest_marker("gpu") is not None:
+        return
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+
+
 @pytest.fixture
 def reviews_jsonl(tmp_path: Path) -> Path:
     path = tmp_path / "reviews.jsonl"
