@@ -116,8 +116,14 @@ def rank_main(rank: int, world: int, out: str, port: int) -> None:
             seed=0, checkpoint_dir=ckpt)
         if info.is_main:
             torch.save(model.state_dict(), out / "weights-fsdp-uninterrupted.pt")
+            status["layout"] = sorted(os.listdir(ckpt / "step-00000001.dcp"))
+            status["pt_keys"] = sorted(torch.load(ckpt / "step-00000001.pt", weights_only=False))
             for step in (2, 3):
-                (ckpt / f"step-{step:08d}.pt").unlink()
+                (ckpt / f"step-{step:08d}.pt").unlink()  # their .dcp folders stay behind: orphans, never read
+            # a later save killed midway: a half-written DCP folder and .pt, which resume must not read
+            (ckpt / "step-00000009.dcp.tmp").mkdir()
+            (ckpt / "step-00000009.dcp.tmp" / ".metadata").write_bytes(b"half a metad")
+            (ckpt / "step-00000009.pt.tmp").write_bytes(b"half a checkpoi")
         dist.barrier()
         torch.manual_seed(1)  # resume must not depend on the fresh model's initial weights
         model = LlamaForSequenceClassification(llama_config(attention_dropout=0.2))
@@ -125,9 +131,54 @@ def rank_main(rank: int, world: int, out: str, port: int) -> None:
             PAD, seed=0, checkpoint_dir=ckpt)
         if info.is_main:
             torch.save(model.state_dict(), out / "weights-fsdp-resumed.pt")
+            status["tmp_left"] = sorted(p.name for p in ckpt.glob("*.tmp"))
+        # reshard: checkpoints of 2 ranks that `reshard_main` resumes on 3 (no dropout: each rank's dropout
+        # draws depend on the number of ranks; a batch of 12 splits evenly over 1, 2 and 3 ranks)
+        torch.manual_seed(0)
+        model = LlamaForSequenceClassification(llama_config())
+        result = fit(model, make_classification(36), make_classification(8, seed=1), _reshard_cfg(), PAD, seed=0,
+                     checkpoint_dir=out / "fsdp-reshard-ckpt")
+        if info.is_main:
+            torch.save(model.state_dict(), out / "weights-fsdp-reshard-uninterrupted.pt")
+            status["reshard_best_step"] = result.best["step"]
+            (out / "fsdp-reshard-ckpt" / f"step-{STEPS:08d}.pt").unlink()  # killed after step STEPS - 1
     except Exception as e:  # noqa: BLE001 — recorded; the test skips with the reason
         status = {"fsdp": f"unsupported: {type(e).__name__}: {e}", "trace": traceback.format_exc()[-2000:]}
     if info.is_main:
         (out / "status.json").write_text(json.dumps(status))
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def _reshard_cfg(**kw):
+    from trainforge.train.config import LoopConfig
+
+    return LoopConfig(max_steps=STEPS, batch_size=12, lr=1e-2, log_every=1000, schedule={"warmup_ratio": 0.0},
+                      distributed="fsdp", checkpoint_every=1, eval_every=1, keep_checkpoints=5, **kw)
+
+
+def reshard_main(rank: int, world: int, out: str, port: int) -> None:
+    """Resume `rank_main`'s 2-rank FSDP checkpoints on `world` ranks: DCP reshards weights and optimizer."""
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    out = Path(out)
+    import torch.distributed as dist
+    from transformers import LlamaForSequenceClassification
+
+    from tests.train.conftest import PAD, llama_config, make_classification
+    from trainforge.train import distributed
+    from trainforge.train.loop import fit
+
+    info = distributed.init(device=torch.device("cpu"))
+    torch.manual_seed(1)  # resume must not depend on the fresh model's initial weights
+    model = LlamaForSequenceClassification(llama_config())
+    ckpt = out / "fsdp-reshard-ckpt"
+    result = fit(model, make_classification(36), make_classification(8, seed=1), _reshard_cfg(resume=True), PAD, seed=0,
+                 checkpoint_dir=ckpt)
+    if info.is_main:
+        torch.save(model.state_dict(), out / f"weights-fsdp-reshard-{world}.pt")
+        (out / f"reshard-{world}.json").write_text(json.dumps({
+            "best_step": result.best["step"], "steps": result.steps,
+            "layout": sorted(os.listdir(ckpt / f"step-{STEPS:08d}.dcp"))}))
     dist.barrier()
     dist.destroy_process_group()

@@ -26,6 +26,23 @@ def test_keeps_last_k_and_best_and_ignores_half_written_files(tmp_path):
     assert not list(tmp_path.glob("*.tmp"))
 
 
+def test_sharded_checkpoints_prune_their_dcp_folders_and_half_written_ones(tmp_path):
+    """FSDP's layout without the ranks: a DCP folder per step beside rank 0's .pt (written last). Pruning removes
+    both, and orphaned folders (a save killed before its .pt); a half-written `.dcp.tmp` folder is never read."""
+    (tmp_path / "step-00000000.dcp").mkdir(parents=True)  # orphan: its .pt was never written
+    for step in range(1, 7):
+        (tmp_path / f"step-{step:08d}.dcp").mkdir()
+        (tmp_path / f"step-{step:08d}.dcp" / "__0_0.distcp").write_bytes(b"shard")
+        save_checkpoint(tmp_path, step, {"step": step, "format": "dcp", "shards": f"step-{step:08d}.dcp"},
+                        keep_last=2, best_step=2)
+    assert [s for s, _ in list_checkpoints(tmp_path)] == [2, 5, 6]
+    assert sorted(p.name for p in tmp_path.glob("*.dcp")) == ["step-00000002.dcp", "step-00000005.dcp", "step-00000006.dcp"]
+    (tmp_path / "step-00000009.dcp.tmp").mkdir()  # a sharded save killed midway
+    (tmp_path / "step-00000009.dcp.tmp" / ".metadata").write_bytes(b"half a metad")
+    assert load_latest(tmp_path)["step"] == 6
+    assert not list(tmp_path.glob("*.tmp"))
+
+
 def test_kill_9_then_resume_gives_the_uninterrupted_weights(tmp_path):
     reference = tmp_path / "reference.pt"
     train(tmp_path / "ckpt-ref", reference, resume=False, slow=False)

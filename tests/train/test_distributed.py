@@ -80,10 +80,45 @@ def test_lm_loss_under_fsdp_matches_one_process(runs):
         assert torch.allclose(one[k], fsdp[k], atol=1e-5), k
 
 
+def test_fsdp_checkpoints_are_sharded_one_file_per_rank(runs):
+    """Each rank writes its own shards (DCP); rank 0's .pt holds the loop state and no tensors of the model."""
+    status = _fsdp(runs)
+    assert status["layout"] == [".metadata", "__0_0.distcp", "__1_0.distcp"]
+    assert "weights" not in status["pt_keys"] and "optimizer" not in status["pt_keys"]
+    assert {"format", "shards", "step", "queue", "rng_ranks", "best_step", "config"} <= set(status["pt_keys"])
+
+
 def test_fsdp_resume_gives_the_uninterrupted_weights(runs):
-    """Full-state checkpoints gathered from both ranks; resumed from step 1 on 2 ranks: the same weights."""
-    _fsdp(runs)
+    """Sharded checkpoints of both ranks; resumed from step 1 on 2 ranks (past orphaned step-2/3 shards and a
+    half-written step-9 .tmp folder and file, which are removed, never read): the same weights."""
+    status = _fsdp(runs)
+    assert status["tmp_left"] == []
     a, b = torch.load(runs / "weights-fsdp-uninterrupted.pt"), torch.load(runs / "weights-fsdp-resumed.pt")
     assert a.keys() == b.keys()
     for k in a:
         assert torch.allclose(a[k], b[k], atol=1e-6), k
+
+
+@pytest.fixture(scope="module")
+def resharded(runs):
+    """`runs`' 2-rank checkpoints up to step 2, resumed on 3 ranks (3 processes on the CPU)."""
+    import torch.multiprocessing as mp
+
+    from tests.train.ddp_worker import reshard_main
+
+    _fsdp(runs)
+    mp.spawn(reshard_main, args=(3, str(runs), _free_port()), nprocs=3, join=True)
+    return runs
+
+
+def test_fsdp_checkpoint_of_2_ranks_resumes_on_3(resharded):
+    """DCP reads each new shard's pieces from the 2 ranks' files: weights, AdamW moments and the best
+    weights (from an earlier step's checkpoint) are those of the uninterrupted 2-rank run."""
+    status, info = _fsdp(resharded), json.loads((resharded / "reshard-3.json").read_text())
+    assert info["steps"] == 3
+    assert info["best_step"] == status["reshard_best_step"] < 3  # the final weights come from a sharded checkpoint
+    assert info["layout"] == [".metadata", "__0_0.distcp", "__1_0.distcp", "__2_0.distcp"]
+    a, b = torch.load(resharded / "weights-fsdp-reshard-uninterrupted.pt"), torch.load(resharded / "weights-fsdp-reshard-3.pt")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-5), k

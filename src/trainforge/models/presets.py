@@ -154,3 +154,82 @@ def count_parameters(model) -> tuple[int, int]:
         total += p.numel()
         trainable += p.numel() if p.requires_grad else 0
     return total, trainable
+
+
+def use_attention(model, choice: str, key: str = "train.attn_implementation"):
+    """Switch a built or loaded model to the attention kernel `choice` (auto: leave transformers' pick alone).
+    Switching after building changes no weight, so presets, directories and `pretrain` all take the same path."""
+    if choice == "auto":
+        return model
+    if choice == "flash_attention_2":
+        check_flash_attention(key)
+    model.set_attn_implementation(choice)
+    return model
+
+
+def check_flash_attention(key: str) -> None:
+    """flash_attention_2 runs only on a CUDA GPU with the flash_attn package; say which is missing, naming `key`."""
+    import importlib.util
+
+    import torch
+
+    if not torch.cuda.is_available():
+        raise UserError(f"{key}=flash_attention_2 needs a CUDA GPU and this machine has none; use sdpa (or auto)")
+    if importlib.util.find_spec("flash_attn") is None:
+        raise UserError(f"{key}=flash_attention_2 needs the flash_attn package: `pip install flash-attn "
+                        f"--no-build-isolation` (CUDA toolkit matching torch), or use sdpa")
+
+
+def quantization_config(quantize: str):
+    """QLoRA's base: 4bit is NF4 with double quantisation and bf16 compute (Dettmers et al., 2023); 8bit is
+    LLM.int8(). bitsandbytes is imported by transformers when the model loads (check_quantization said it is there)."""
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    if quantize == "4bit":
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16,
+                                  bnb_4bit_use_double_quant=True)
+    return BitsAndBytesConfig(load_in_8bit=True)
+
+
+def check_optimizer(optimizer: str, key: str = "train.optimizer") -> None:
+    """paged_adamw_8bit is bitsandbytes' (CUDA only); adamw is torch's and needs nothing."""
+    import importlib.util
+
+    import torch
+
+    if optimizer == "adamw":
+        return
+    if not torch.cuda.is_available():
+        raise UserError(f"{key}={optimizer} needs a CUDA GPU and this machine has none; set {key}: adamw")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise UserError(f"{key}={optimizer} needs the bitsandbytes package: `pip install bitsandbytes`")
+
+
+def check_quantization(quantize: str | None, target, key: str = "train.lora.quantize") -> None:
+    """lora.quantize needs a CUDA GPU, the bitsandbytes package and a saved model (transformers quantises while
+    loading weights, not a model built in memory from a preset)."""
+    import importlib.util
+
+    import torch
+
+    if quantize is None:
+        return
+    if isinstance(target, Preset):
+        raise UserError(f"{key}={quantize}: lora.quantize needs train.model to be a saved model directory "
+                        f"(or `pretrain`); a preset is built in memory and transformers quantises only while loading")
+    if not torch.cuda.is_available():
+        raise UserError(f"{key}={quantize} needs a CUDA GPU (bitsandbytes' kernels) and this machine has none; "
+                        f"set {key}: null for plain LoRA")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise UserError(f"{key}={quantize} needs the bitsandbytes package: `pip install bitsandbytes`")
+
+
+def load_quantized_causal_lm(target, quantize: str, device, attn_implementation: str = "auto"):
+    """A saved causal LM loaded with its linear layers quantised on `device` (a CUDA device), for QLoRA."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    attn = {} if attn_implementation == "auto" else {"attn_implementation": attn_implementation}
+    return AutoModelForCausalLM.from_pretrained(target, quantization_config=quantization_config(quantize),
+                                                device_map={"": device}, dtype=torch.bfloat16, **attn)

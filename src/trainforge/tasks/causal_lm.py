@@ -24,12 +24,57 @@ def token_targets(enc: Encoded) -> list[int]:
     return [sum(t != -100 for t in labels[1:]) for labels in enc.token_labels]
 
 
-def token_loss(net, batch: dict, weights):
-    """Summed over the micro-batch's targets, ÷ the global batch's (train/loop.py Weights.tokens)."""
-    return net(**batch, num_items_in_batch=weights.tokens).loss
+def token_loss(net, batch: dict, weights, chunked_ce: int | None = None):
+    """Summed over the micro-batch's targets, ÷ the global batch's (train/loop.py Weights.tokens).
+    chunked_ce: tokens per chunk of `chunked_next_token_loss` instead of the model's own loss."""
+    if chunked_ce is None:
+        return net(**batch, num_items_in_batch=weights.tokens).loss
+    return chunked_next_token_loss(net, batch, chunked_ce, checkpoint=True) / weights.tokens
 
 
-def token_validate(model, val: Encoded, pad_id: int, batch_size: int = 64) -> dict[str, float]:
+def output_head(net):
+    """The vocabulary projection (lm_head) under any DDP / torch.compile / peft wrapping."""
+    while hasattr(net, "module") and not hasattr(net, "get_output_embeddings"):  # DDP hides its model's methods
+        net = net.module
+    return net.get_output_embeddings()
+
+
+def chunked_next_token_loss(net, batch: dict, chunk: int, checkpoint: bool):
+    """The summed next-token cross-entropy (ignore_index -100, logits upcast to fp32: transformers' ForCausalLMLoss)
+    without ever holding the B×T×V logits: the body runs once to its final hidden states, then lm_head and the loss
+    run over `chunk` target positions at a time.
+
+        hidden B,T,C ─shift, keep targets ≠ -100─▶ N,C ─┬─ chunk 0: lm_head → chunk,V fp32 → CE sum ─┐
+                                                        ├─ chunk 1: …                                 ├─▶ Σ
+                                                        └─ …                                          ┘
+    checkpoint: each chunk under torch.utils.checkpoint, so backward recomputes its chunk×V logits rather than
+    keeping all of them (one more lm_head pass; the point for a 128k vocabulary, where the logits dwarf the body).
+    """
+    import torch.nn.functional as F
+    from torch.utils.checkpoint import checkpoint as recompute
+
+    labels = batch["labels"]
+    # logits_to_keep=1: the model's own head runs on the last position only (B×1×V) and its loss is skipped;
+    # called through `net` itself so DDP / FSDP hooks see the forward. hidden_states[-1] is after the final norm.
+    out = net(**{k: v for k, v in batch.items() if k != "labels"}, output_hidden_states=True, logits_to_keep=1)
+    hidden = out.hidden_states[-1][:, -labels.shape[1] :]  # prompt tuning prepends virtual tokens: drop them
+    hidden = hidden[:, :-1]  # position t predicts token t+1
+    targets = labels[:, 1:].to(hidden.device)
+    keep = targets != -100
+    hidden, targets = hidden[keep], targets[keep]  # N, C and N: prompts and padding never reach the head
+    head = output_head(net)
+
+    def chunk_loss(h, y):
+        return F.cross_entropy(head(h).float(), y, reduction="sum")
+
+    total = hidden[:0].sum().float()  # 0, yet in the graph: a micro-batch without targets still backpropagates
+    for i in range(0, targets.shape[0], chunk):
+        h, y = hidden[i : i + chunk], targets[i : i + chunk]
+        total = total + (recompute(chunk_loss, h, y, use_reentrant=False) if checkpoint else chunk_loss(h, y))
+    return total
+
+
+def token_validate(model, val: Encoded, pad_id: int, batch_size: int = 64, chunked_ce: int | None = None) -> dict[str, float]:
     import torch
 
     from trainforge.device import to_device
@@ -41,7 +86,10 @@ def token_validate(model, val: Encoded, pad_id: int, batch_size: int = 64) -> di
         for idx in eval_batches(val, batch_size):
             batch = to_device(collate(val, idx, pad_id), device)
             n = int((batch["labels"][:, 1:] != -100).sum())  # HF shifts: position t predicts t+1
-            total += float(model(**batch).loss) * n
+            if chunked_ce is None:
+                total += float(model(**batch).loss) * n
+            else:  # the same sum, without the batch's full logits (no_grad: nothing to recompute)
+                total += float(chunked_next_token_loss(model, batch, chunked_ce, checkpoint=False))
             count += n
     loss = total / max(1, count)
     return {"val_loss": loss, "val_perplexity": math.exp(min(loss, 50.0))}
@@ -50,6 +98,8 @@ def token_validate(model, val: Encoded, pad_id: int, batch_size: int = 64) -> di
 @dataclass
 class CausalLMTask:
     seq_len: int = 128
+    chunked_ce: int | None = None
+    """Tokens per chunk of the chunked cross-entropy (pretrain.chunked_ce); None: the model's own loss."""
 
     name: ClassVar[str] = "causal_lm"
     peft_task_type: ClassVar[str] = "CAUSAL_LM"
@@ -77,10 +127,10 @@ class CausalLMTask:
         return token_targets(enc)
 
     def loss(self, net, batch: dict, weights):
-        return token_loss(net, batch, weights)
+        return token_loss(net, batch, weights, self.chunked_ce)
 
     def validate(self, model, val: Encoded, pad_id: int, batch_size: int = 64) -> dict[str, float]:
-        return token_validate(model, val, pad_id, batch_size)
+        return token_validate(model, val, pad_id, batch_size, self.chunked_ce)
 
     def build_model(self, spec: ModelSpec, tokenizer):
         from trainforge.models.presets import build_causal_lm

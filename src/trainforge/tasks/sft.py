@@ -32,6 +32,8 @@ class SFTTask:
     max_length: int = 128
     sample_count: int = 32
     """Validation prompts answered greedily after training (model/generations.jsonl)."""
+    chunked_ce: int | None = None
+    """Tokens per chunk of the chunked cross-entropy (train.chunked_ce); None: the model's own loss."""
 
     name: ClassVar[str] = "sft"
     peft_task_type: ClassVar[str] = "CAUSAL_LM"
@@ -45,7 +47,7 @@ class SFTTask:
         """From the train: section (train/config.py TrainConfig)."""
         s = cfg.sft
         return cls(PromptFormat(s.prompt_field, s.response_field, s.template, dict(s.label_names), s.max_new_tokens),
-                   cfg.max_length, s.generate_examples)
+                   cfg.max_length, s.generate_examples, cfg.chunked_ce)
 
     def prepare_tokenizer(self, tokenizer) -> None:
         """The chat framing SFT trains with, unless the tokenizer brings its own."""
@@ -72,10 +74,10 @@ class SFTTask:
         return token_targets(enc)
 
     def loss(self, net, batch: dict, weights):
-        return token_loss(net, batch, weights)
+        return token_loss(net, batch, weights, self.chunked_ce)
 
     def validate(self, model, val: Encoded, pad_id: int, batch_size: int = 64) -> dict[str, float]:
-        return token_validate(model, val, pad_id, batch_size)
+        return token_validate(model, val, pad_id, batch_size, self.chunked_ce)
 
     def build_model(self, spec: ModelSpec, tokenizer):
         from trainforge.tasks.causal_lm import CausalLMTask

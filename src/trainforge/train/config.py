@@ -66,6 +66,14 @@ class LoopConfig(Section):
     """Recompute each block's activations in the backward pass: about a third more compute for a fraction of the memory."""
     dist_timeout_minutes: float = 30.0
     """Under torchrun: how long a rank waits for the others (e.g. while rank 0 alone runs eval) before failing."""
+    attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2"] = "auto"
+    """Attention kernel: auto is transformers' default (sdpa where it can); flash_attention_2 needs a CUDA GPU and
+    `pip install flash-attn` (less memory on long sequences); eager is the reference (and returns attention maps)."""
+    chunked_ce: int | None = Field(None, ge=1)
+    """Causal-LM losses (pretrain, task sft): tokens per chunk of a chunked, recomputed cross-entropy, so the
+    B×T×vocab fp32 logits are never held (large vocabularies); null uses the model's own loss. Costs one more head pass."""
+    optimizer: Literal["adamw", "paged_adamw_8bit"] = "adamw"
+    """adamw (torch); paged_adamw_8bit: bitsandbytes' 8-bit states paged to host memory (QLoRA; CUDA + bitsandbytes)."""
     compile: bool = False
     """torch.compile the model (first steps are slow while it compiles; pays off on long runs)."""
     checkpoint_every: int | None = None
@@ -105,6 +113,9 @@ class LoraConfig(Section):
     """Weight-decomposed LoRA (DoRA): magnitude and direction trained apart; slower, often better at low r."""
     merge: bool = True
     """Merge the adapter into the base weights for model/ (adapter/ is always written too)."""
+    quantize: Literal["4bit", "8bit"] | None = None
+    """QLoRA: load the frozen base through bitsandbytes (4bit: NF4, double-quantised, bf16 compute) from a saved
+    model directory; about a quarter (4bit) or half (8bit) of the base's bf16 memory. Needs CUDA and bitsandbytes."""
 
 
 class PromptConfig(Section):
@@ -184,6 +195,9 @@ class TrainConfig(LoopConfig):
                              f"(got task {self.task}, method {self.method}: "
                              f"{'sft already trains on next tokens' if self.task == 'sft' else 'virtual tokens shift the text'}); "
                              f"set lm_loss: 0")
+        if self.lora.quantize and (self.method != "lora" or self.task != "sft"):
+            raise ValueError(f"lora.quantize={self.lora.quantize} is for method lora with task sft "
+                             f"(got task {self.task}, method {self.method}); set lora.quantize: null")
         return self
 
 

@@ -211,7 +211,8 @@ def fit(model: torch.nn.Module, train: Encoded, val: Encoded | None, cfg: LoopCo
         raise UserError(f"{stage}.batch_size={cfg.batch_size} is smaller than grad_accum × ranks = {cfg.grad_accum * dist.world}")
     seq_len = max(len(x) for x in train.input_ids[:1000])
     limit = int((cfg.memory_limit_gb * (1 << 30)) if cfg.memory_limit_gb else 0.8 * devices.available_memory(device))
-    vocab_logits = task.token_level or loss_fn is not None or loss_fn_factory is not None  # train.lm_loss projects onto the vocabulary too
+    # the vocabulary logits held at once: all of them (LM head, train.lm_loss), or none beyond one chunk with chunked_ce
+    vocab_logits = (task.token_level and not cfg.chunked_ce) or loss_fn is not None or loss_fn_factory is not None
     fitted, est = memory.fit_micro_batch(model, micro, seq_len, precision, vocab_logits, limit,
                                          shards=dist.world if fsdp else 1, checkpointing=cfg.gradient_checkpointing,
                                          snapshot=val is not None, on_cpu=device.type == "cpu")
@@ -242,7 +243,7 @@ def fit(model: torch.nn.Module, train: Encoded, val: Encoded | None, cfg: LoopCo
         groups = [([(n, by_name[n]) for n, _ in named], scale) for named, scale in groups]
         net = trained
     else:
-        if any(p.device != device for p in model.parameters()):
+        if any(p.device != device for p in model.parameters()) and not getattr(model, "is_quantized", False):
             model.to(device)  # before DDP/compile wrap it: DDP registers its buckets on the parameters' device
         trained = model
         net = distributed.wrap(model, dist, cfg.distributed)
@@ -252,7 +253,12 @@ def fit(model: torch.nn.Module, train: Encoded, val: Encoded | None, cfg: LoopCo
     # fused AdamW: one kernel over all tensors instead of a Python loop per parameter; on small models
     # the optimizer step is a large share of a CPU step. Not for FSDP's DTensors.
     fused = not fsdp
-    optimizer = torch.optim.AdamW(param_groups(groups, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas, eps=1e-8, fused=fused)
+    if cfg.optimizer == "paged_adamw_8bit":  # QLoRA's: 8-bit moments in paged (CPU-spillable) GPU memory
+        import bitsandbytes
+
+        optimizer = bitsandbytes.optim.PagedAdamW8bit(param_groups(groups, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas, eps=1e-8)
+    else:
+        optimizer = torch.optim.AdamW(param_groups(groups, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas, eps=1e-8, fused=fused)
     # autocast for the device the batch is on; under FSDP its MixedPrecisionPolicy already computes in half
     autocast = devices.autocast(device, precision if not fsdp else "fp32")
     scaler = devices.grad_scaler(device, precision)  # CUDA fp16 only: bf16 has fp32's exponent range
@@ -265,7 +271,8 @@ def fit(model: torch.nn.Module, train: Encoded, val: Encoded | None, cfg: LoopCo
     best_state, best_value, best_step, bad_evals, nonfinite_run, start = None, None, None, 0, 0, 0
     saved = checkpoint.load_latest(checkpoint_dir) if (cfg.resume and checkpoint_dir) else None
     if saved is not None:
-        checkpoint.load_weights(trained, optimizer, saved, fsdp)  # full state; FSDP shards it on any number of ranks
+        # FSDP: each rank reads its shards from the DCP folder, resharded if the number of ranks changed
+        checkpoint.load_weights(trained, optimizer, saved, fsdp, checkpoint_dir, tracked)
         if scaler is not None and saved.get("scaler"):
             scaler.load_state_dict(saved["scaler"])
         rng.setstate(saved["rng_python"])
@@ -273,8 +280,7 @@ def fit(model: torch.nn.Module, train: Encoded, val: Encoded | None, cfg: LoopCo
         queue, start = saved["queue"], saved["step"]
         result = FitResult(**saved["result"])
         best_value, best_step, bad_evals = saved["best_value"], saved["best_step"], saved["bad_evals"]
-        best_saved = checkpoint.load_step(checkpoint_dir, best_step) if best_step is not None else None
-        best_state = checkpoint.local_snapshot(best_saved["weights"], tracked) if best_saved else None
+        best_state = checkpoint.best_snapshot(checkpoint_dir, best_step, trained, tracked) if best_step is not None else None
         if unfreeze is not None:
             unfreeze.apply(start)
         if dist.is_main:
@@ -290,14 +296,18 @@ def fit(model: torch.nn.Module, train: Encoded, val: Encoded | None, cfg: LoopCo
     def save(step: int) -> None:
         if checkpoint_dir is None:
             return
-        # collectives first, on every rank: FSDP gathers the full weights and optimizer state (to rank 0's
-        # CPU), and every rank's RNG states (each rank draws its own dropout on its GPU)
-        weights, optim = checkpoint.full_state(trained, optimizer, tracked, fsdp)
+        # collectives first, on every rank: under FSDP each rank writes its shards of the weights and the
+        # optimizer state (DCP, no gather); every rank's RNG states go to rank 0 (each draws its own dropout)
+        if fsdp:
+            tensors = {"format": "dcp", "shards": checkpoint.save_shards(checkpoint_dir, step, trained, optimizer, tracked)}
+        else:
+            weights, optim = checkpoint.full_state(tracked, optimizer)
+            tensors = {"weights": weights, "optimizer": optim}
         rngs = distributed.gather_objects(devices.rng_state(device), dist)
         if not dist.is_main:
             return
-        checkpoint.save_checkpoint(checkpoint_dir, step, {
-            "step": step, "weights": weights, "optimizer": optim, "fsdp_optimizer": fsdp,
+        checkpoint.save_checkpoint(checkpoint_dir, step, {  # last: the .pt marks the checkpoint complete
+            "step": step, **tensors, "fsdp_optimizer": fsdp,
             "scaler": scaler.state_dict() if scaler is not None else None,
             "rng_python": rng.getstate(), "rng_torch": torch.get_rng_state(), "rng_ranks": rngs, "queue": queue,
             "result": asdict(result), "best_value": best_value, "best_step": best_step, "bad_evals": bad_evals,

@@ -156,6 +156,8 @@ def _peft(model, cfg: TrainConfig, task=None) -> MethodSetup:
     task_type = getattr(peft.TaskType, task.peft_task_type)
     head_reads_a_token = task.serves_as == "classifier"  # a classification head, not an LM head, reads the sequence
     if cfg.method == "lora":
+        if cfg.lora.quantize:  # QLoRA: norms and embeddings back to fp32, inputs require grad for checkpointing
+            model = peft.prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
         targets = cfg.lora.target_modules
         if targets == "auto":
             targets = lora_targets(model)

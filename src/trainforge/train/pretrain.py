@@ -53,7 +53,12 @@ def run_pretrain(ctx) -> dict:
 def _run_pretrain(ctx) -> dict:
     from trainforge import paths
     from trainforge.device import resolve_device
-    from trainforge.models.presets import count_parameters
+    from trainforge.models.presets import (
+        check_flash_attention,
+        check_optimizer,
+        count_parameters,
+        use_attention,
+    )
     from trainforge.models.tokenizer import train_bpe
     from trainforge.tasks import CausalLMTask, ModelSpec, write_model_info
     from trainforge.train.distributed import init
@@ -61,6 +66,9 @@ def _run_pretrain(ctx) -> dict:
 
     cfg: PretrainConfig = ctx.section
     device = resolve_device(ctx.config.device, "device")  # once: a missing GPU fails before the corpus is read
+    check_optimizer(cfg.optimizer, "pretrain.optimizer")
+    if cfg.attn_implementation == "flash_attention_2":
+        check_flash_attention("pretrain.attn_implementation")
     general = corpus_texts(cfg) if cfg.epochs > 0 else []  # epochs 0: ULMFiT's step 2 alone (an ablation)
     if not general and cfg.in_domain_epochs <= 0:
         raise UserError("pretrain: pretrain.epochs and pretrain.in_domain_epochs are both 0 — nothing to train; "
@@ -77,10 +85,10 @@ def _run_pretrain(ctx) -> dict:
     out = ctx.path(paths.PRETRAIN)
     shutil.rmtree(out, ignore_errors=True)
     tokenizer = train_bpe(general + in_domain, cfg.tokenizer.vocab_size, cfg.tokenizer.min_frequency, cfg.seq_len, family="llama")
-    task = CausalLMTask(cfg.seq_len)
+    task = CausalLMTask(cfg.seq_len, cfg.chunked_ce)
     spec = ModelSpec(cfg.model, cfg.seq_len, cfg.dropout, overrides=dict(cfg.config_overrides),
                      overrides_key="pretrain.config_overrides")
-    model = task.build_model(spec, tokenizer)
+    model = use_attention(task.build_model(spec, tokenizer), cfg.attn_implementation, "pretrain.attn_implementation")
     n_params, _ = count_parameters(model)
     pad = tokenizer.pad_token_id
     phases, metrics = {}, {}

@@ -65,7 +65,13 @@ def run_train(ctx) -> dict:
 def _run_train(ctx) -> dict:
     from trainforge import paths
     from trainforge.device import resolve_device
-    from trainforge.models.presets import count_parameters, resolve_model
+    from trainforge.models.presets import (
+        check_flash_attention,
+        check_optimizer,
+        check_quantization,
+        count_parameters,
+        resolve_model,
+    )
     from trainforge.tasks import write_model_info
     from trainforge.train.distributed import init
     from trainforge.train.loop import fit
@@ -78,6 +84,11 @@ def _run_train(ctx) -> dict:
     if not train_rows or not val_rows:
         raise UserError(f"train: {paths.TRAIN_SPLIT} and {paths.VAL_SPLIT} must both hold records; lower data.split.val or add data")
     target = resolve_model(cfg.model, ctx.run_dir)
+    # GPU-only options fail here, before a tokenizer is trained or a model built
+    check_quantization(cfg.lora.quantize, target)
+    check_optimizer(cfg.optimizer)
+    if cfg.attn_implementation == "flash_attention_2":
+        check_flash_attention("train.attn_implementation")
     task = train_task(cfg, train_rows)
     tokenizer = load_tokenizer(cfg, target, train_rows)
     main = init().is_main
@@ -88,7 +99,7 @@ def _run_train(ctx) -> dict:
     task.prepare_tokenizer(tokenizer)  # SFT: the chat template it frames prompts with
     train, val = task.encode(train_rows, tokenizer), task.encode(val_rows, tokenizer, held_out=True)
     spec = model_spec(cfg, ctx.run_dir)
-    model = task.build_model(spec, tokenizer)
+    model = build_model(cfg, task, spec, tokenizer, target, device)
     if main:
         tokenizer.save_pretrained(ctx.path(paths.TOKENIZER))
 
@@ -118,7 +129,7 @@ def _run_train(ctx) -> dict:
                      loss_fn_factory=objective if loss_fn is not None else None, task=task, device=device)
         results, ensemble_val = [result], None
     else:
-        model, results, ensemble_val = train_ensemble(ctx, cfg, setup, lambda: task.build_model(spec, tokenizer), objective,
+        model, results, ensemble_val = train_ensemble(ctx, cfg, setup, lambda: build_model(cfg, task, spec, tokenizer, target, device), objective,
                                                       train, val, tokenizer.pad_token_id, steps_per_epoch, task, device)
         result = results[0]
         n_params, n_trainable = n_params * cfg.ensemble, n_trainable * cfg.ensemble
@@ -167,6 +178,16 @@ def _run_train(ctx) -> dict:
     write_model_info(out, task.model_info(spec, model, cfg.method, adapter=keeps_adapter(cfg)))
     metrics.update(task.write_samples(samples, out))
     return metrics
+
+
+def build_model(cfg: TrainConfig, task, spec, tokenizer, target, device):
+    """The task's model with train.attn_implementation; with lora.quantize, the saved causal LM loaded through
+    bitsandbytes onto `device` instead (QLoRA: only a saved model can be quantised while it loads)."""
+    from trainforge.models.presets import load_quantized_causal_lm, use_attention
+
+    if cfg.lora.quantize:
+        return load_quantized_causal_lm(target, cfg.lora.quantize, device, cfg.attn_implementation)
+    return use_attention(task.build_model(spec, tokenizer), cfg.attn_implementation)
 
 
 def auxiliary_objective(cfg: TrainConfig, target):
