@@ -11,6 +11,15 @@ model/trainforge.json so eval scores answers framed exactly as training framed t
 
 Loss and validation are the causal LM's (tasks/causal_lm.py): token-level, normalised over the
 global batch's response tokens.
+
+Packing (train.packing, padding-free): a micro-batch's examples become ONE row, no padding and no
+attention_mask; position_ids restart at 0 per example, so the attention kernel keeps them apart
+(flash_attention_2 reads varlen boundaries from them; transformers' masking_utils builds a
+block-diagonal causal mask for sdpa/eager). Each example's first label is -100, so the token that
+ends one example never predicts the next one's first; the target count is the padded batch's.
+
+    padded   [p p r r </s> pad pad]     packed   [p p r r </s> p r </s> …]   1 × Σ lengths
+             [p r </s> pad pad pad pad]          position_ids 0 1 2 3 4 0 1 2 …
 """
 
 from __future__ import annotations
@@ -34,6 +43,8 @@ class SFTTask:
     """Validation prompts answered greedily after training (model/generations.jsonl)."""
     chunked_ce: int | None = None
     """Tokens per chunk of the chunked cross-entropy (train.chunked_ce); None: the model's own loss."""
+    packing: bool = False
+    """Train on padding-free packed micro-batches (train.packing); validation stays padded."""
 
     name: ClassVar[str] = "sft"
     peft_task_type: ClassVar[str] = "CAUSAL_LM"
@@ -47,7 +58,7 @@ class SFTTask:
         """From the train: section (train/config.py TrainConfig)."""
         s = cfg.sft
         return cls(PromptFormat(s.prompt_field, s.response_field, s.template, dict(s.label_names), s.max_new_tokens),
-                   cfg.max_length, s.generate_examples, cfg.chunked_ce)
+                   cfg.max_length, s.generate_examples, cfg.chunked_ce, cfg.packing)
 
     def prepare_tokenizer(self, tokenizer) -> None:
         """The chat framing SFT trains with, unless the tokenizer brings its own."""
@@ -68,7 +79,16 @@ class SFTTask:
         return Encoded(ids, [0] * len(ids), token_labels=targets)
 
     def batch(self, enc: Encoded, idx: list[int], pad_id: int) -> dict:
-        return collate(enc, idx, pad_id)
+        if not self.packing:
+            return collate(enc, idx, pad_id)
+        from transformers import DataCollatorWithFlattening
+
+        # input_ids, labels (-100 at each example's start), position_ids, each 1 × Σ lengths; no attention_mask, which
+        # is what makes masking_utils look for packed sequences in position_ids. use_cache=False: with a KV cache
+        # (config.use_cache defaults on, even in train mode) transformers 5 skips that detection and sdpa/eager would
+        # let the examples attend across their boundaries, silently.
+        packed = DataCollatorWithFlattening()([{"input_ids": enc.input_ids[i], "labels": enc.token_labels[i]} for i in idx])
+        return {**packed, "use_cache": False}
 
     def predicted_tokens(self, enc: Encoded) -> list[int]:
         return token_targets(enc)

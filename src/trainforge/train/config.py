@@ -184,6 +184,9 @@ class TrainConfig(LoopConfig):
     """method=freeze or unfreeze."""
     sft: SftConfig = SftConfig()
     """task=sft."""
+    packing: bool = False
+    """task=sft: concatenate each micro-batch into one row with restarting position_ids (no padding computed);
+    needs a kernel that keeps packed examples apart (flash_attention_2, or transformers' sdpa/eager packed mask)."""
 
     @model_validator(mode="after")
     def _options_the_method_supports(self) -> "TrainConfig":
@@ -198,6 +201,11 @@ class TrainConfig(LoopConfig):
         if self.lora.quantize and (self.method != "lora" or self.task != "sft"):
             raise ValueError(f"lora.quantize={self.lora.quantize} is for method lora with task sft "
                              f"(got task {self.task}, method {self.method}); set lora.quantize: null")
+        if self.packing and (self.task != "sft" or self.method in ("prompt", "prefix")):
+            raise ValueError(f"packing=true is for task sft with method full, freeze, unfreeze or lora "
+                             f"(got task {self.task}, method {self.method}"
+                             f"{': virtual tokens shift the packed positions' if self.method in ('prompt', 'prefix') else ''}); "
+                             f"set packing: false")
         return self
 
 
