@@ -120,3 +120,55 @@ def test_mixed_precision_trains(llama_lm, precision):
     assert result.nonfinite_skipped == 0
     assert result.history[-1]["loss"] < result.history[0]["loss"]
     assert "val_perplexity" in result.evals[-1]
+
+
+class _Counter:
+    """A callback: counts steps, records evaluations, and carries its count through checkpoints."""
+
+    def __init__(self):
+        self.steps, self.evals = 0, []
+
+    def on_step_end(self, step, model, optimizer):
+        self.steps += 1
+        return {"counted": float(self.steps)}
+
+    def on_evaluate(self, step, scores):
+        self.evals.append((step, sorted(scores)))
+
+    def state_dict(self):
+        return {"steps": self.steps}
+
+    def load_state_dict(self, state):
+        self.steps = state["steps"]
+
+
+def test_callbacks_see_every_step_and_evaluation_and_resume_with_their_state(llama_classifier, tmp_path):
+    from trainforge.train import callbacks
+
+    data = make_classification()
+    given, ambient = _Counter(), _Counter()
+    with callbacks.active(ambient):
+        fit(llama_classifier, data, data, _cfg(max_steps=6, eval_every=3), PAD, seed=0, callbacks=[given],
+            checkpoint_dir=tmp_path)
+    assert given.steps == ambient.steps == 6
+    assert [s for s, _ in given.evals] == [3, 6] and "val_accuracy" in given.evals[0][1]
+    assert callbacks.collect(None) == []  # the ambient one is gone after the block
+
+    resumed = _Counter()
+    fit(llama_classifier, data, data, _cfg(max_steps=9, eval_every=3, resume=True), PAD, seed=0, callbacks=[resumed],
+        checkpoint_dir=tmp_path)
+    assert resumed.steps == 9  # 6 restored from the checkpoint + 3 more
+
+
+def test_a_callback_that_raises_at_evaluation_stops_fit(llama_classifier):
+    class Stop(Exception):
+        pass
+
+    class Pruner:
+        def on_evaluate(self, step, scores):
+            if step >= 4:
+                raise Stop(step)
+
+    with pytest.raises(Stop):
+        fit(llama_classifier, make_classification(), make_classification(seed=1), _cfg(max_steps=20, eval_every=2),
+            PAD, seed=0, callbacks=[Pruner()])

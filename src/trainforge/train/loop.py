@@ -35,6 +35,7 @@ from trainforge.batching import (  # noqa: F401 (re-exported)
 )
 from trainforge.console import console, progress_bar
 from trainforge.errors import UserError
+from trainforge.train import callbacks as hooks
 from trainforge.train import checkpoint, distributed, memory
 from trainforge.train.config import LoopConfig, ScheduleConfig
 
@@ -147,7 +148,7 @@ class NonFiniteLoss(UserError):
 
 def fit(model: torch.nn.Module, train: Encoded, val: Encoded | None, cfg: LoopConfig, pad_id: int, seed: int, *,
         groups=None, unfreeze=None, checkpoint_dir: Path | None = None, stage: str = "train",
-        loss_fn=None, loss_fn_factory=None, task=None, device=None) -> FitResult:
+        loss_fn=None, loss_fn_factory=None, task=None, device=None, callbacks=None) -> FitResult:
     """Train `model` in place; at the end it holds the weights that scored best on val.
 
     groups: [(named params, lr scale)] the optimizer holds (default: every trainable parameter);
@@ -157,7 +158,9 @@ def fit(model: torch.nn.Module, train: Encoded, val: Encoded | None, cfg: LoopCo
     loss_fn(net, batch, weights) → loss replaces the task's loss (e.g. train/lm_loss.py's auxiliary LM
     term); it applies `weights` (a `Weights`) itself. loss_fn_factory(model) → loss_fn builds it after the
     model is moved and wrapped, so it can hold the parameters as they are then (FSDP replaces every one);
-    device: a torch.device or a config spec ("cuda", "cpu", …; default: where `model` already is).
+    device: a torch.device or a config spec ("cuda", "cpu", …; default: where `model` already is);
+    callbacks: objects called after each optimizer step and each evaluation, saved in checkpoints
+    (train/callbacks.py; also those made active around the call).
 
     Under FSDP the caller's `model` is left untouched while a sharded copy trains, and receives the full
     (gathered) best weights at the end on every rank: what rank 0 saves, merges or samples from is whole.
@@ -182,6 +185,7 @@ def fit(model: torch.nn.Module, train: Encoded, val: Encoded | None, cfg: LoopCo
     rng = random.Random(seed)
     torch.manual_seed(seed)
     task = task or default_task(train)
+    cbs = hooks.collect(callbacks)
     select, higher_is_better = task.selection
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
     total = cfg.max_steps or max(1, int(round(cfg.epochs * steps_per_epoch)))
@@ -280,6 +284,7 @@ def fit(model: torch.nn.Module, train: Encoded, val: Encoded | None, cfg: LoopCo
         queue, start = saved["queue"], saved["step"]
         result = FitResult(**saved["result"])
         best_value, best_step, bad_evals = saved["best_value"], saved["best_step"], saved["bad_evals"]
+        hooks.restore(cbs, saved.get("callbacks"))
         best_state = checkpoint.best_snapshot(checkpoint_dir, best_step, trained, tracked) if best_step is not None else None
         if unfreeze is not None:
             unfreeze.apply(start)
@@ -311,7 +316,7 @@ def fit(model: torch.nn.Module, train: Encoded, val: Encoded | None, cfg: LoopCo
             "scaler": scaler.state_dict() if scaler is not None else None,
             "rng_python": rng.getstate(), "rng_torch": torch.get_rng_state(), "rng_ranks": rngs, "queue": queue,
             "result": asdict(result), "best_value": best_value, "best_step": best_step, "bad_evals": bad_evals,
-            "config": cfg.model_dump(mode="json"),
+            "config": cfg.model_dump(mode="json"), "callbacks": hooks.states(cbs),
         }, cfg.keep_checkpoints, best_step)
 
     mlflow = sys.modules.get("mlflow")  # per-step curves only when the runner has an MLflow run open
@@ -372,6 +377,7 @@ def fit(model: torch.nn.Module, train: Encoded, val: Encoded | None, cfg: LoopCo
             else:
                 optimizer.step()
             optimizer.zero_grad(set_to_none=True)
+            logged = hooks.step_end(cbs, step + 1, net, optimizer) if cbs else {}
 
             result.steps = step + 1
             result.history.append({"step": step + 1, "loss": round(loss_sum, 5), "lr": lr})
@@ -385,13 +391,15 @@ def fit(model: torch.nn.Module, train: Encoded, val: Encoded | None, cfg: LoopCo
                     console.print(f"          {stage} step {step + 1}/{total}  loss {loss_sum:.3f}  lr {lr:.2e}  "
                                   f"{tps:,.0f} tok/s  eta {eta:.0f}s")
                 if log_curves:
-                    mlflow.log_metrics({f"{stage}.step_loss": loss_sum, f"{stage}.lr": lr, f"{stage}.tokens_per_second": tps}, step=step + 1)
+                    mlflow.log_metrics({f"{stage}.step_loss": loss_sum, f"{stage}.lr": lr, f"{stage}.tokens_per_second": tps,
+                                        **{f"{stage}.{k}": v for k, v in logged.items()}}, step=step + 1)
 
             if val is not None and ((step + 1) % eval_every == 0 or step + 1 == total):
                 scores = task.validate(on_device(trained, device), val, pad_id)  # CPU floats
                 result.evals.append({"step": step + 1, **{k: round(v, 5) for k, v in scores.items()}})
                 if log_curves:
                     mlflow.log_metrics({f"{stage}.{k}": v for k, v in scores.items()}, step=step + 1)
+                hooks.evaluated(cbs, step + 1, scores)
                 value = scores[select]
                 if best_value is None or (value > best_value if higher_is_better else value < best_value):
                     best_value, best_step, bad_evals, best_state = value, step + 1, 0, snapshot()
