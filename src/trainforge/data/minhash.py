@@ -143,18 +143,22 @@ def s_curve(bands: int, rows: int, points=(0.5, 0.7, 0.8, 0.9)) -> dict[str, flo
     return {f"{j:.1f}": round(detection_probability(j, bands, rows), 4) for j in points}
 
 
+def band_key(sigs: np.ndarray, band: int, rows: int) -> np.ndarray:
+    """One uint64 per document for band `band`: equal keys ⇔ (all but surely) equal rows of that band."""
+    mult = np.random.default_rng(7).integers(1, 1 << 63, size=rows, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+    block = sigs[:, band * rows : (band + 1) * rows].astype(np.uint64)
+    return _mix64((block * mult).sum(axis=1, dtype=np.uint64))
+
+
 def candidate_pairs(sigs: np.ndarray, bands: int, rows: int) -> np.ndarray:
     """Pairs (i, j), i < j, that share at least one band: shape (K, 2), unique, sorted."""
     n = len(sigs)
     if n < 2:
         return np.empty((0, 2), dtype=np.int64)
-    rng = np.random.default_rng(7)
-    mult = rng.integers(1, 1 << 63, size=rows, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
     pairs = []
     ids = np.arange(n, dtype=np.int64)
     for band in range(bands):
-        block = sigs[:, band * rows : (band + 1) * rows].astype(np.uint64)
-        key = _mix64((block * mult).sum(axis=1, dtype=np.uint64))
+        key = band_key(sigs, band, rows)
         order = np.argsort(key, kind="stable")
         k = key[order]
         same = np.flatnonzero(k[1:] == k[:-1])  # neighbours in sorted order with equal keys: chain the group
