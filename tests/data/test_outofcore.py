@@ -166,25 +166,27 @@ def test_sizes_parse_and_a_budget_too_small_is_refused():
 
 
 @pytest.mark.slow
-def test_peak_memory_stays_under_the_limit_on_an_input_several_times_larger(tmp_path):
-    """`trainforge data dedup --max-memory` in a child process: its own peak RSS (ru_maxrss) against the limit,
-    on an input ~3× the limit; the in-memory path on the same input peaks far above it."""
+def test_peak_memory_stays_under_the_limit_on_an_input_larger_than_it(tmp_path):
+    """`trainforge data dedup --max-memory` in a child process: its own peak RSS (ru_maxrss) against the limit, on an
+    input larger than the limit (the in-memory path needs ~7× its input). Kept small for CI (~130 MB, a minute);
+    benchmarks/data_scaling.py --out-of-core runs it at several GB."""
     rng = np.random.default_rng(1)
     base = planted_corpus(3000, seed=2, dup_share=0.2).texts
     path = tmp_path / "big.jsonl"
     with open(path, "w", encoding="utf-8") as f:
-        for k in range(110):  # ~330 MB: each pass re-mixes the base texts with a distinct prefix
+        for k in range(55):  # each pass re-mixes the base texts behind a distinct prefix
             for i in rng.permutation(len(base)):
                 f.write(json.dumps({"text": f"{k:04d}第{i}篇" + base[i]}, ensure_ascii=False) + "\n")
     size = path.stat().st_size
-    limit = 120 << 20
-    assert size > 2.5 * limit
+    limit = 100 << 20
+    assert size > 1.2 * limit
     probe = ("import resource, sys; from trainforge.cli import main; rc = main(sys.argv[1:]); "
              "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024); sys.exit(rc)")
     out = subprocess.run([sys.executable, "-c", probe, "data", "dedup", str(path), "-o", str(tmp_path / "o"),
-                          "--near", "0.8", "--max-memory", str(limit)], capture_output=True, text=True, timeout=900)
+                          "--near", "0.8", "--max-memory", str(limit)], capture_output=True, text=True, timeout=1800)
     assert out.returncode == 0, out.stderr[-2000:]
     peak = int(out.stdout.rsplit("PEAK", 1)[1].split()[0])
     stats = json.loads((tmp_path / "o" / "data" / "stats.json").read_text())
-    assert stats["read"] == 330_000 and stats["out_of_core"]["bytes_spilled"] > size // 2
+    assert stats["read"] == 55 * 3000 and stats["out_of_core"]["bytes_spilled"] > size // 2
+    assert stats["dropped"]["near_duplicate"] > 0
     assert peak < limit, f"peak RSS {peak / 2**20:.0f} MiB over the {limit / 2**20:.0f} MiB limit"

@@ -76,10 +76,10 @@ def _finish(args, cfg, reference: list[str] | None = None) -> int:
         return write_jsonl(out / "kept.jsonl", records, append=True)
 
     ooc = None
-    if getattr(args, "max_memory", None) and not streamable(cfg):
+    if cfg.max_memory is not None and not streamable(cfg):
         from trainforge.data.outofcore import curate_out_of_core, parse_size
 
-        read, quarantined, kept, funnel, ooc = curate_out_of_core(cfg, out, 0, sink, parse_size(args.max_memory, "--max-memory"),
+        read, quarantined, kept, funnel, ooc = curate_out_of_core(cfg, out, 0, sink, parse_size(cfg.max_memory, "--max-memory"),
                                                                   workers=args.workers, log=lambda m: console.print(f"[dim]{m}[/]"))
     elif streamable(cfg):
         read, quarantined, kept, funnel = curate_in_chunks(cfg, out, seed=0, sink=sink, workers=args.workers)
@@ -108,7 +108,7 @@ def cmd_clean(args) -> int:
         filters.append(FilterSpec(quality={"drop_percentile": args.quality}))
     cfg = DataConfig(sources=_sources(args), normalize=NormalizeConfig(pii=args.pii), filters=filters,
                      dedup=DedupConfig(exact="off", near=None), decontaminate=None, workers=args.workers,
-                     executor="ray" if args.ray else "local")
+                     executor="ray" if args.ray else "local", max_memory=args.max_memory)
     return _finish(args, cfg)
 
 
@@ -119,7 +119,8 @@ def cmd_dedup(args) -> int:
     dedup = DedupConfig(exact="bloom" if args.bloom_fp or args.bloom_state else "hash", bloom_fp=args.bloom_fp or 1e-6,
                         bloom_path=args.bloom_state, bloom_capacity=args.bloom_capacity, near=args.near or None, keep=args.keep, drop_label_conflicts=False)
     cfg = DataConfig(sources=_sources(args), normalize=NormalizeConfig(pii=args.pii), filters=[], dedup=dedup,
-                     decontaminate=None, workers=args.workers, executor="ray" if args.ray else "local")
+                     decontaminate=None, workers=args.workers, executor="ray" if args.ray else "local",
+                     max_memory=args.max_memory)
     reference = None
     if args.decontaminate:
         reference = [item.document for f in args.decontaminate

@@ -42,6 +42,9 @@ class MinHashParams:
     ngram: int = 5
     """Shingle size: characters for CJK text, words otherwise."""
     seed: int = 1
+    batch_chars: int = 20_000
+    """Characters hashed at once: the (permutations × shingles) intermediate is ~1 KiB a character
+    (~20 MB by default; out-of-core curation takes less, for its memory budget). The result does not change."""
 
     def permutations(self) -> tuple[np.ndarray, np.ndarray]:
         rng = np.random.default_rng(self.seed)
@@ -96,8 +99,9 @@ def word_shingles(texts: list[str], n: int) -> tuple[np.ndarray, np.ndarray]:
     return _rolling(np.asarray(codes, dtype=np.uint64), n)[pos], first
 
 
-def signatures(texts: list[str], params: MinHashParams, batch_chars: int = 20_000) -> np.ndarray:
+def signatures(texts: list[str], params: MinHashParams, batch_chars: int | None = None) -> np.ndarray:
     """MinHash signatures, shape (len(texts), num_perm), uint32."""
+    batch_chars = batch_chars or params.batch_chars
     a, b = params.permutations()
     out = np.empty((len(texts), params.num_perm), dtype=np.uint32)
     cjk = np.fromiter((is_cjk_text(t) for t in texts), dtype=bool, count=len(texts))

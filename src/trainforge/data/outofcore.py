@@ -30,6 +30,7 @@ threshold is within its rank error (normalized_rank_error, about 0.7% at k = 400
 from __future__ import annotations
 
 import hashlib
+from array import array
 import json
 import math
 import os
@@ -188,12 +189,6 @@ class _Codes:
         return self.index[value]
 
 
-def _mmap(path: Path, dtype, shape, mode="r"):
-    if shape[0] == 0:
-        return np.zeros(shape, dtype)
-    return np.memmap(path, dtype=dtype, mode=mode, shape=shape)
-
-
 @dataclass
 class Chunks:
     """Where each chunk's documents sit in the global index (survivors of reading, in input order)."""
@@ -220,7 +215,7 @@ class Documents:
             if len(self._open) > 64:
                 self._open.clear()
             d = self.work.chunk(k)
-            self._open[k] = (np.load(d / "offsets.npy", mmap_mode="r"), open(d / "docs.bin", "rb"))
+            self._open[k] = (np.load(d / "offsets.npy"), open(d / "docs.bin", "rb"))
         return self._open[k]
 
     def get(self, g: int) -> str:
@@ -485,7 +480,7 @@ def _near(cfg: DataConfig, work: Work, scan: dict, chunks: Chunks, budget: Budge
     curve = M.s_curve(bands, rows)
     log(f"near-dup (out of core): threshold {d.near}, {bands} bands × {rows} rows; P(candidate | Jaccard) = "
         + ", ".join(f"{j}: {p:.3f}" for j, p in curve.items()))
-    exact_dup = np.load(work.root / "fates-exact.npy", mmap_mode="r")
+    exact_dup = np.load(work.root / "fates-exact.npy")
     compare_n, not_compared = 0, 0
     for k in range(scan["chunks"]):
         alive = _alive_after_filters(work, k)
@@ -546,25 +541,23 @@ def _near(cfg: DataConfig, work: Work, scan: dict, chunks: Chunks, budget: Budge
     bounds = np.linspace(0, chunks.total, eparts + 1).astype(np.int64)
     ordered = ndir / "edges-sorted.bin"
     n_pairs = 0
-    edges = np.memmap(epath, dtype=np.int64, mode="r").reshape(-1, 2) if n_edges_raw else np.zeros((0, 2), np.int64)
+    # read, not memory-mapped: mapped pages stay resident and count against the limit
+    step = max(1, budget.partition_bytes // 16)
     with open(ordered, "wb") as of:
         for q in range(eparts):
             sel = []
-            step = max(1, budget.partition_bytes // 16)
-            for s in range(0, len(edges), step):  # a pass over the edges per partition, a block at a time
-                block = np.asarray(edges[s : s + step])
+            for s in range(0, n_edges_raw, step):  # a pass over the edges per partition, a block at a time
+                block = np.fromfile(epath, dtype=np.int64, count=2 * step, offset=16 * s).reshape(-1, 2)
                 sel.append(block[(block[:, 0] >= bounds[q]) & (block[:, 0] < bounds[q + 1])])
             part = np.concatenate(sel) if sel else np.zeros((0, 2), np.int64)
             if len(part):
                 part = np.unique(part, axis=0)
                 of.write(part.tobytes())
                 n_pairs += len(part)
-    del edges
     spilled += epath.stat().st_size + ordered.stat().st_size + 8 * chunks.total
     epath.unlink()
     # confirmation and union-find, in the order of the in-memory loop
-    parent = np.lib.format.open_memmap(ndir / "parent.npy", mode="w+", dtype=np.int64, shape=(max(chunks.total, 1),))
-    parent[:] = np.arange(len(parent), dtype=np.int64)
+    parent = np.arange(max(chunks.total, 1), dtype=np.int64)  # 8 bytes a document, the one array of corpus size
 
     def find(x: int) -> int:
         root = x
@@ -575,35 +568,39 @@ def _near(cfg: DataConfig, work: Work, scan: dict, chunks: Chunks, budget: Budge
         return root
 
     docs = Documents(work, chunks)
-    sig_files: dict[int, np.ndarray] = {}
+    sig_files: dict[int, object] = {}
+    row = 4 * d.num_perm
 
-    def sig(g: int) -> np.ndarray:
+    def sig(g: int) -> bytes:
         k = int(chunks.of(np.asarray([g]))[0])
         if k not in sig_files:
             if len(sig_files) > 64:
+                for f in sig_files.values():
+                    f.close()
                 sig_files.clear()
-            sig_files[k] = np.memmap(work.chunk(k) / "sigs.bin", dtype=np.uint32, mode="r").reshape(-1, d.num_perm)
-        return sig_files[k][g - int(chunks.starts[k])]
+            sig_files[k] = open(work.chunk(k) / "sigs.bin", "rb")
+        f = sig_files[k]
+        f.seek(row * (g - int(chunks.starts[k])))
+        return f.read(row)
 
     confirmed = 0
     skip_identical = d.near <= 0.99
-    in_cluster = []
-    pairs = np.memmap(ordered, dtype=np.int64, mode="r").reshape(-1, 2) if n_pairs else np.zeros((0, 2), np.int64)
-    step = max(1, budget.partition_bytes // 16)
-    for s in range(0, len(pairs), step):
-        for i, j in np.asarray(pairs[s : s + step]).tolist():
+    in_cluster = array("q")  # 8 bytes a member, not a Python int each
+    for s in range(0, n_pairs, step):
+        for i, j in np.fromfile(ordered, dtype=np.int64, count=2 * step, offset=16 * s).reshape(-1, 2).tolist():
             ri, rj = find(i), find(j)
             if ri == rj:
                 continue
-            same = skip_identical and bool((sig(i) == sig(j)).all())
+            same = skip_identical and sig(i) == sig(j)
             if same or M.jaccard(M.shingle_set(docs.get(i), d.ngram), M.shingle_set(docs.get(j), d.ngram)) >= d.near:
                 parent[max(ri, rj)] = min(ri, rj)
                 confirmed += 1
                 in_cluster.append(i)
                 in_cluster.append(j)
-    del pairs
+    for f in sig_files.values():
+        f.close()
     # clusters: the members of every union, grouped by root
-    members = np.unique(np.asarray(in_cluster, np.int64)) if in_cluster else np.zeros(0, np.int64)
+    members = np.unique(np.frombuffer(in_cluster, np.int64)) if len(in_cluster) else np.zeros(0, np.int64)
     roots = np.fromiter((find(int(m)) for m in members), np.int64, count=len(members))
     order = np.lexsort((members, roots))
     members, roots = members[order], roots[order]

@@ -166,9 +166,15 @@ WORKER_MODULES = ("trainforge.data.shard_work", "trainforge.data.filters", "trai
 """What a process pool's workers import as they start (make_executor's preload)."""
 
 
+OOC_MINHASH_BATCH = 4_000
+"""MinHash characters hashed at once when data.max_memory bounds the run (~4 MB of intermediate)."""
+
+
 def _shard_job(records: list[Record], cfg: DataConfig) -> ShardJob:
     d = cfg.dedup
-    params = M.MinHashParams(num_perm=d.num_perm, ngram=d.ngram) if d.near is not None else None
+    # out of core, the hashing intermediate is held small too (OOC_MINHASH_BATCH characters at once)
+    batch = {"batch_chars": OOC_MINHASH_BATCH} if getattr(cfg, "max_memory", None) is not None else {}
+    params = M.MinHashParams(num_perm=d.num_perm, ngram=d.ngram, **batch) if d.near is not None else None
     texts = [r.text if r.single_text() else tuple(r.segments()) for r in records]
     media = {k: m for k, r in enumerate(records) if (m := r.media())}
     return ShardJob(texts, cfg.normalize, cfg.filters, params, skip_repeats=d.exact != "off", media=media)
