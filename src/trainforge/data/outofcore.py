@@ -770,13 +770,27 @@ def curate_out_of_core(cfg: DataConfig, out: Path, seed: int, sink, max_memory: 
     finally:
         executor.close()
     shutil.rmtree(work.root, ignore_errors=True)
-    import resource
-
     report = {"max_memory": budget.limit, "chunk_bytes": budget.chunk_bytes, "chunks": scan["chunks"],
               "seconds": {k: round(v, 3) for k, v in timings.items()}, "bytes_spilled": spilled,
-              "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+              "peak_rss": peak_rss(),
               "threshold_from": filt.get("threshold_from"), "resumed_stages": resumed}
     return read, quarantined, kept, funnel, report
+
+
+def peak_rss() -> int:
+    """This process's peak resident memory in bytes: VmHWM (reset by exec, unlike ru_maxrss, which a child keeps
+    from the parent it was forked from), ru_maxrss where /proc is absent."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource
+    import sys
+
+    scale = 1 if sys.platform == "darwin" else 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 
 
 def _gather_quarantine(work: Work, n_chunks: int, out: Path) -> None:
