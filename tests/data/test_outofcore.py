@@ -196,3 +196,28 @@ def test_peak_memory_stays_under_the_limit_on_an_input_larger_than_it(tmp_path):
     assert stats["read"] == n and stats["out_of_core"]["bytes_spilled"] > size // 2
     assert stats["dropped"]["near_duplicate"] >= 0.9 * len(near)
     assert peak < limit, f"peak RSS {peak / 2**20:.0f} MiB over the {limit / 2**20:.0f} MiB limit"
+
+
+def test_the_data_stage_with_max_memory_writes_the_same_splits(tmp_path):
+    from trainforge.data.report import data_funnel
+    from trainforge.data.stage import run_data
+
+    base = _cfg(_corpus(tmp_path, n=400))
+
+    def stage(name, **extra):
+        class Ctx:
+            section = base.model_copy(update=extra)
+            config = type("Cfg", (), {"seed": 1})()
+
+            def path(self, *parts):
+                return tmp_path.joinpath(name, *parts)
+
+        run_data(Ctx())
+        return tmp_path / name / "data"
+
+    mem, ooc = stage("mem"), stage("ooc", max_memory="200MiB")
+    for split in ("train", "val", "test"):
+        assert (ooc / f"{split}.jsonl").read_bytes() == (mem / f"{split}.jsonl").read_bytes(), split
+    stats = json.loads((ooc / "stats.json").read_text())
+    assert stats["out_of_core"]["max_memory"] == 200 << 20 and stats["out_of_core"]["peak_rss"] > 0
+    assert "out of core: limit 200 MiB" in data_funnel(tmp_path / "ooc")
