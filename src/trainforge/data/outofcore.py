@@ -720,11 +720,12 @@ def curate_out_of_core(cfg: DataConfig, out: Path, seed: int, sink, max_memory: 
     receives the survivors chunk by chunk in input order. Returns (read, quarantined, kept, funnel, report)."""
     from trainforge.console import progress_bar
     from trainforge.data.executor import make_executor
-    from trainforge.data.stage import _fresh
 
     budget = max_memory if isinstance(max_memory, Budget) else Budget(max_memory)
     work = Work(work_dir or out.parent / f"{out.name}.work", fingerprint(cfg, seed))
-    _fresh(out)
+    if out.exists():
+        shutil.rmtree(out)  # the outputs are replaced whole (the work directory beside them is what resumes)
+    out.mkdir(parents=True)
     funnel = P.Funnel(out, seed)
     executor = make_executor(cfg.executor, workers or cfg.workers, P.WORKER_MODULES)
     timings: dict[str, float] = {}
