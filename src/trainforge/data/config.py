@@ -241,3 +241,6 @@ class DataConfig(Section):
     """Processes for the per-document steps (normalise, filter, MinHash); the kept set is the same for any count."""
     executor: Literal["local", "ray"] = "local"
     """local: this machine's process pool; ray: a Ray cluster (pip install trainforge[ray])."""
+    max_memory: str | int | None = None
+    """Bound the curation's memory (e.g. 2GB, 512MiB): normalise → filter → exact and near dedup run out of core
+    over files beside data/ (data.work/), with the same kept set; null: in memory (~7× the input's size)."""

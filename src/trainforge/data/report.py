@@ -64,6 +64,13 @@ def data_funnel(run_dir: Path) -> str | None:
         for key, value in st.items():
             if key.startswith("threshold_"):
                 details.append(f"{step.removeprefix('filter_')}: {key.removeprefix('threshold_')} cut at {value:,}")
+    ooc = s.get("out_of_core")
+    if ooc:  # data.max_memory: what the bounded run cost
+        details.append(f"out of core: limit {ooc['max_memory'] / 2**20:,.0f} MiB, peak resident memory {ooc['peak_rss'] / 2**20:,.0f} MiB, "
+                       f"{ooc['bytes_spilled'] / 2**20:,.1f} MiB spilled to disk in {ooc['chunks']:,} chunks; seconds by stage "
+                       + ", ".join(f"{k} {v:.1f}" for k, v in ooc["seconds"].items())
+                       + (f"; corpus threshold from {ooc['threshold_from']}" if ooc.get("threshold_from") else "")
+                       + (f"; resumed after {', '.join(ooc['resumed_stages'])}" if ooc.get("resumed_stages") else ""))
     splits = s.get("splits", {})
     return (
         "<h2>Data</h2>"

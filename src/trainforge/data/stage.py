@@ -107,7 +107,17 @@ def curate_sources(cfg: DataConfig, out: Path, seed: int, workers: int | None = 
 def run_data(ctx) -> dict:
     cfg: DataConfig = ctx.section
     out = ctx.path("data")
-    cur, funnel = curate_sources(cfg, out, ctx.config.seed)
+    ooc = None
+    if cfg.max_memory is not None:  # out of core: the kept records (after dedup) are what the split holds
+        from trainforge.data.outofcore import curate_out_of_core, parse_size
+
+        records: list[Record] = []
+        read, quarantined, _, funnel, ooc = curate_out_of_core(
+            cfg, out, ctx.config.seed, lambda rs, _f: (records.extend(rs), len(rs))[1], parse_size(cfg.max_memory),
+            log=lambda m: console.print(f"[dim]{m}[/]"))
+        cur = P.Curated(records, read, quarantined)
+    else:
+        cur, funnel = curate_sources(cfg, out, ctx.config.seed)
     if not cur.records:
         raise UserError("data: no record survived reading and filtering; see data/stats.json, data/quarantine/ and data/rejected/")
     split = stratified_split(cur.records, cfg.split.val, cfg.split.test, cfg.split.stratify, ctx.config.seed)
@@ -119,7 +129,8 @@ def run_data(ctx) -> dict:
     kept = sum(len(v) for v in split.values())
     stats = funnel.stats(cur.read, kept, cur.quarantined,
                          splits={k: len(v) for k, v in split.items()},
-                         labels={k: dict(Counter(r.label for r in v)) for k, v in split.items()})
+                         labels={k: dict(Counter(r.label for r in v)) for k, v in split.items()},
+                         **({"out_of_core": ooc} if ooc is not None else {}))
     from trainforge.files import write_json_atomic
 
     write_json_atomic(out / "stats.json", stats)
