@@ -221,3 +221,13 @@ def test_the_data_stage_with_max_memory_writes_the_same_splits(tmp_path):
     stats = json.loads((ooc / "stats.json").read_text())
     assert stats["out_of_core"]["max_memory"] == 200 << 20 and stats["out_of_core"]["peak_rss"] > 0
     assert "out of core: limit 200 MiB" in data_funnel(tmp_path / "ooc")
+
+
+def test_out_of_core_on_a_local_ray_instance_keeps_the_same_set(tmp_path):
+    pytest.importorskip("ray", reason="ray is optional (pip install 'trainforge[ray]')")
+    path = _corpus(tmp_path, n=400)
+    budget = O.Budget(limit=1 << 30, chunk=20_000, partition=4_000)
+    local, local_stats, _ = _out_of_core(_cfg(path), tmp_path / "local" / "data", budget)
+    on_ray, ray_stats, _ = _out_of_core(_cfg(path).model_copy(update={"executor": "ray", "workers": 2}),
+                                        tmp_path / "ray" / "data", budget)
+    assert on_ray == local and _counts(ray_stats) == _counts(local_stats)
