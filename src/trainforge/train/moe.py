@@ -28,6 +28,9 @@ from trainforge.models.moe import experts_and_top_k, routers
 from trainforge.train.callbacks import unwrap
 from trainforge.train.config import MoeConfig
 
+MOE_HEALTH_FILE = "moe_health.json"
+"""Beside a MoE model (pretrain/, model/): per training phase, the routers' health (`MoeBalancer.finish`)."""
+
 
 def sequence_balance_loss(router_logits: torch.Tensor, top_k_index: torch.Tensor, n_experts: int, top_k: int,
                           batch_size: int, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -264,3 +267,20 @@ def describe(balancer: MoeBalancer) -> str:
 def uniform_entropy(n_experts: int) -> float:
     """The router entropy of a uniform choice: the health plot's ceiling."""
     return math.log(n_experts)
+
+
+def attach(model, cfg: MoeConfig, task, is_main: bool = True, base_factory=None) -> tuple[MoeBalancer | None, dict]:
+    """(balancer, extra fit() keyword arguments) for `model`: none for a dense model. The balance loss wraps the
+    loss fit would use otherwise: `base_factory(trained)` (e.g. train.lm_loss's objective) or the task's own."""
+    balancer = balancer_for(model, cfg, is_main)
+    if balancer is None:
+        return None, {}
+    kwargs: dict = {"callbacks": [balancer]}
+    if balancer.aux_weight:
+        kwargs["loss_fn_factory"] = lambda trained: balancer.loss_fn((base_factory(trained) if base_factory else None)
+                                                                     or task.loss)
+    elif base_factory is not None:
+        kwargs["loss_fn_factory"] = base_factory
+    if is_main:
+        console.print(f"          {describe(balancer)}")
+    return balancer, kwargs

@@ -63,6 +63,7 @@ def _run_pretrain(ctx) -> dict:
     from trainforge.tasks import CausalLMTask, ModelSpec, write_model_info
     from trainforge.train.distributed import init
     from trainforge.train.loop import fit
+    from trainforge.train.moe import attach
 
     cfg: PretrainConfig = ctx.section
     device = resolve_device(ctx.config.device, "device")  # once: a missing GPU fails before the corpus is read
@@ -91,7 +92,7 @@ def _run_pretrain(ctx) -> dict:
     model = use_attention(task.build_model(spec, tokenizer), cfg.attn_implementation, "pretrain.attn_implementation")
     n_params, _ = count_parameters(model)
     pad = tokenizer.pad_token_id
-    phases, metrics = {}, {}
+    phases, metrics, moe_health = {}, {}, {}
     changed = "".join(f", {k}={v}" for k, v in cfg.config_overrides.items())
     console.print(f"          {cfg.model}{changed}: {n_params / 1e6:.2f}M parameters, vocab {len(tokenizer):,}")
     if general:
@@ -101,9 +102,12 @@ def _run_pretrain(ctx) -> dict:
         if len(general_train) < 1:
             raise UserError(f"pretrain.corpus: fewer tokens than one {cfg.seq_len}-token block; add text or lower pretrain.seq_len")
         console.print(f"          general corpus: {len(general_train):,} × {cfg.seq_len} tokens ({len(general):,} documents)")
+        moe, moe_fit = attach(model, cfg.moe, task, init().is_main)  # MoE: balancing + health (train/moe.py)
         phases["general"] = fit(model, general_train, general_val, cfg, pad, ctx.config.seed,
                                 checkpoint_dir=ctx.path(paths.CHECKPOINTS, "pretrain-general"), stage="pretrain", task=task,
-                                device=device)
+                                device=device, **moe_fit)
+        if moe is not None:
+            moe_health["general"] = moe.finish()
         metrics["general_val_loss"] = phases["general"].best.get("val_loss", float("nan"))
 
     if in_domain:
@@ -113,9 +117,12 @@ def _run_pretrain(ctx) -> dict:
             metrics["in_domain_val_loss_before"] = task.validate(model, dom_val, pad)["val_loss"]
         dom_cfg = cfg.model_copy(update={"epochs": cfg.in_domain_epochs, "max_steps": None, "lr": cfg.in_domain_lr or cfg.lr})
         console.print(f"          in-domain LM fine-tuning: {len(dom_train):,} × {cfg.seq_len} tokens from data/train.jsonl (labels unused)")
+        moe, moe_fit = attach(model, cfg.moe, task, init().is_main)
         phases["in_domain"] = fit(model, dom_train, dom_val, dom_cfg, pad, ctx.config.seed + 1,
                                   checkpoint_dir=ctx.path(paths.CHECKPOINTS, "pretrain-in-domain"), stage="pretrain-in-domain",
-                                  task=task, device=device)
+                                  task=task, device=device, **moe_fit)
+        if moe is not None:
+            moe_health["in_domain"] = moe.finish()
         if dom_val is not None:
             metrics["in_domain_val_loss_after"] = phases["in_domain"].best.get("val_loss", float("nan"))
 
@@ -126,6 +133,10 @@ def _run_pretrain(ctx) -> dict:
         state = {name: {"log_history": r.history, "eval_history": r.evals, "best": r.best, "steps": r.steps, "tokens": r.tokens,
                         "seconds": round(r.seconds, 2), "tokens_per_second": round(r.tokens_per_second, 1)}
                  for name, r in phases.items()}
+        if moe_health:
+            from trainforge.train.moe import MOE_HEALTH_FILE
+
+            (out / MOE_HEALTH_FILE).write_text(json.dumps(moe_health, indent=1))
         (out / "pretrain_state.json").write_text(json.dumps({"parameters": n_params, "phases": state, "metrics": metrics}, indent=1))
     metrics.update(
         parameters=n_params,
