@@ -149,3 +149,15 @@ def test_total_and_active_parameters():
     assert a < t
     t, a = preset_parameter_counts(PRESETS["llama-tiny"])
     assert a == t
+
+
+def test_memory_estimate_counts_all_weights_but_active_activations():
+    from trainforge.train.memory import estimate
+
+    model = deepseek()
+    total = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+    est = estimate(model, 4, 16, "fp32", lm_head=False)
+    assert est.weights == 4 * total and est.optimizer == 8 * total  # every expert's weights and moments
+    more_experts = deepseek(n_routed_experts=16)  # twice the experts, same top-2: more weights, same activations
+    est16 = estimate(more_experts, 4, 16, "fp32", lm_head=False)
+    assert est16.weights > est.weights and est16.activations == pytest.approx(est.activations, rel=0.01)

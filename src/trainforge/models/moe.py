@@ -76,3 +76,36 @@ def preset_parameter_counts(preset, vocab_size: int = 8000, max_positions: int =
     with torch.device("meta"):
         model = cls(config)
     return parameter_counts(model)
+
+
+def expert_parameter_targets(model) -> list[str]:
+    """peft `target_parameters` for the routed experts: their fused 3-D weights (e.g. mlp.experts.gate_up_proj,
+    mlp.experts.down_proj), which are parameters, not Linear layers `target_modules` could name. [] for a dense
+    model or experts stored as separate Linear layers (those are named through target_modules instead)."""
+    family = family_of(model)
+    found = routers(model, family)
+    if not found or found[0].experts is None:
+        return []
+    return [f"{family.moe.experts}.{name}" for name, p in found[0].experts.named_parameters(recurse=False) if p.ndim == 3]
+
+
+def mlp_activation_scales(model, hidden: int, layers: int) -> list[float]:
+    """Per block, the MLP's activation memory relative to a dense 4h MLP (Korthikanti et al.'s 19·B·T·H term):
+    1.0 for a dense block (and every block of a dense model); for a MoE block, its *active* MLP parameters per
+    token (k of E routed experts, the shared ones, the router) over the dense MLP's 8·H²."""
+    family = family_of(model)
+    found = {r.layer: r for r in routers(model, family)}
+    if not found:
+        return [1.0] * layers
+    e, k = experts_and_top_k(model.config, family)
+    mlp_path = family.moe.router.rpartition(".")[0]
+    scales = []
+    for i, block in enumerate(family.blocks_of(model)):
+        if i not in found:
+            scales.append(1.0)
+            continue
+        mlp = _attr(block, mlp_path) if mlp_path else block
+        every = sum(p.numel() for p in mlp.parameters())
+        routed = sum(p.numel() for p in found[i].experts.parameters())
+        scales.append((every - routed * (1 - k / e)) / (8 * hidden * hidden))
+    return scales

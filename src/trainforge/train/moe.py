@@ -28,8 +28,7 @@ from trainforge.models.moe import experts_and_top_k, routers
 from trainforge.train.callbacks import unwrap
 from trainforge.train.config import MoeConfig
 
-MOE_HEALTH_FILE = "moe_health.json"
-"""Beside a MoE model (pretrain/, model/): per training phase, the routers' health (`MoeBalancer.finish`)."""
+from trainforge.train.moe_report import MOE_HEALTH_FILE  # noqa: F401 (beside a MoE model: `MoeBalancer.finish` per phase)
 
 
 def sequence_balance_loss(router_logits: torch.Tensor, top_k_index: torch.Tensor, n_experts: int, top_k: int,
