@@ -160,6 +160,9 @@ def _expert_targets(model, cfg: TrainConfig) -> dict:
     if cfg.lora.dora:
         raise UserError("train.moe.lora_experts=true with train.lora.dora=true: peft's DoRA does not cover expert "
                         "parameters; set one of them to false")
+    if cfg.lora.dropout:
+        raise UserError(f"train.moe.lora_experts=true needs train.lora.dropout: 0 (got {cfg.lora.dropout}): peft adapts "
+                        f"fused expert weights as parameters, with no layer input to drop out")
     return {"target_parameters": targets}
 
 
