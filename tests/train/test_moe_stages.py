@@ -36,7 +36,7 @@ def _config(root, train: dict, **extra):
         "name": "moe", "runs_dir": str(root), "tracking": {"enabled": False},
         "pretrain": {"corpus": [{"path": str(root / "news.txt"), "label_field": None}], "model": "deepseek-tiny",
                      "config_overrides": SMALL, "tokenizer": {"vocab_size": 300, "min_frequency": 1}, "seq_len": 32, "val_share": 0.2,
-                     "max_steps": 6, "batch_size": 8, "in_domain_epochs": 0, "eval_every": 3, "log_every": 1000,
+                     "max_steps": 6, "batch_size": 8, "in_domain_epochs": 0, "mtp_depth": 1, "eval_every": 3, "log_every": 1000,
                      "moe": {"bias_update_gamma": 0.01, "aux_loss_alpha": 1e-3, "idle_warn_steps": 2}},
         "train": {"model": "pretrain", "max_length": 32, "max_steps": 3, "batch_size": 8, "eval_every": 3,
                   "log_every": 1000, **train},
@@ -59,6 +59,9 @@ def test_pretrain_updates_and_saves_the_bias_and_reports_health(run_dir):
     assert (rd / "eval" / "metrics.json").is_file()
     health = json.loads((rd / "pretrain" / "moe_health.json").read_text())["general"]
     assert health["layers"] == [1] and len(health["history"]) == 6 and health["bias_update_gamma"] == 0.01
+    from safetensors.torch import load_file
+
+    assert not any(k.startswith("mtp.") for k in load_file(rd / "pretrain" / "model.safetensors"))  # MTP dropped
     lm = AutoModelForCausalLM.from_pretrained(rd / "pretrain")  # plain transformers, bias included
     bias = lm.model.layers[1].mlp.gate.e_score_correction_bias
     assert bias.abs().sum() > 0 and torch.allclose(bias, torch.tensor(health["final_bias"][0]), atol=1e-5)

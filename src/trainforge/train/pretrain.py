@@ -91,6 +91,14 @@ def _run_pretrain(ctx) -> dict:
                      overrides_key="pretrain.config_overrides")
     model = use_attention(task.build_model(spec, tokenizer), cfg.attn_implementation, "pretrain.attn_implementation")
     n_params, _ = count_parameters(model)
+    objective = None  # fit's loss: the task's, unless multi-token prediction adds its modules' loss (train/mtp.py)
+    if cfg.mtp_depth:
+        from trainforge.train import mtp
+
+        mtp.attach(model, cfg.mtp_depth)
+        objective = lambda trained: mtp.loss_fn(task.loss, cfg.mtp_lambda)  # noqa: E731
+        console.print(f"          multi-token prediction: {cfg.mtp_depth} module(s), loss weight λ={cfg.mtp_lambda:g} "
+                      f"({count_parameters(model)[0] - n_params:,} parameters, dropped at export)")
     pad = tokenizer.pad_token_id
     phases, metrics, moe_health = {}, {}, {}
     changed = "".join(f", {k}={v}" for k, v in cfg.config_overrides.items())
@@ -102,10 +110,10 @@ def _run_pretrain(ctx) -> dict:
         if len(general_train) < 1:
             raise UserError(f"pretrain.corpus: fewer tokens than one {cfg.seq_len}-token block; add text or lower pretrain.seq_len")
         console.print(f"          general corpus: {len(general_train):,} × {cfg.seq_len} tokens ({len(general):,} documents)")
-        moe, moe_fit = attach(model, cfg.moe, task, init().is_main)  # MoE: balancing + health (train/moe.py)
+        moe, moe_fit = attach(model, cfg.moe, task, init().is_main, objective)  # MoE: balancing + health (train/moe.py)
         phases["general"] = fit(model, general_train, general_val, cfg, pad, ctx.config.seed,
                                 checkpoint_dir=ctx.path(paths.CHECKPOINTS, "pretrain-general"), stage="pretrain", task=task,
-                                device=device, **moe_fit)
+                                device=device, **{"loss_fn_factory": objective, **moe_fit})
         if moe is not None:
             moe_health["general"] = moe.finish()
         metrics["general_val_loss"] = phases["general"].best.get("val_loss", float("nan"))
@@ -117,15 +125,17 @@ def _run_pretrain(ctx) -> dict:
             metrics["in_domain_val_loss_before"] = task.validate(model, dom_val, pad)["val_loss"]
         dom_cfg = cfg.model_copy(update={"epochs": cfg.in_domain_epochs, "max_steps": None, "lr": cfg.in_domain_lr or cfg.lr})
         console.print(f"          in-domain LM fine-tuning: {len(dom_train):,} × {cfg.seq_len} tokens from data/train.jsonl (labels unused)")
-        moe, moe_fit = attach(model, cfg.moe, task, init().is_main)
+        moe, moe_fit = attach(model, cfg.moe, task, init().is_main, objective)
         phases["in_domain"] = fit(model, dom_train, dom_val, dom_cfg, pad, ctx.config.seed + 1,
                                   checkpoint_dir=ctx.path(paths.CHECKPOINTS, "pretrain-in-domain"), stage="pretrain-in-domain",
-                                  task=task, device=device, **moe_fit)
+                                  task=task, device=device, **{"loss_fn_factory": objective, **moe_fit})
         if moe is not None:
             moe_health["in_domain"] = moe.finish()
         if dom_val is not None:
             metrics["in_domain_val_loss_after"] = phases["in_domain"].best.get("val_loss", float("nan"))
 
+    if cfg.mtp_depth:
+        mtp.detach(model)  # the saved model is the plain causal LM (next-token logits unchanged)
     if init().is_main:
         model.save_pretrained(out, safe_serialization=True)
         tokenizer.save_pretrained(out)
