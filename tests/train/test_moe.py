@@ -161,3 +161,18 @@ def test_memory_estimate_counts_all_weights_but_active_activations():
     more_experts = deepseek(n_routed_experts=16)  # twice the experts, same top-2: more weights, same activations
     est16 = estimate(more_experts, 4, 16, "fp32", lm_head=False)
     assert est16.weights > est.weights and est16.activations == pytest.approx(est.activations, rel=0.01)
+
+
+def test_models_list_shows_total_and_active_parameters(capsys):
+    import re
+
+    from trainforge.cli import main
+
+    assert main(["models", "list"]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("deepseek-tiny"))
+    total, active = map(float, re.findall(r"([\d.]+)M", row)[:2])
+    assert active < total
+    llama = next(line for line in out.splitlines() if line.startswith("llama-tiny"))
+    assert len(set(re.findall(r"([\d.]+)M", llama)[:2])) == 1  # dense: total == active
+    assert "MoE (bias balancing)" in out

@@ -26,6 +26,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_bias_update_under_two_gloo_ranks_equals_one_process(tmp_path):
     import torch.distributed as dist
     import torch.multiprocessing as mp
