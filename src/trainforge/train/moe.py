@@ -18,7 +18,6 @@ the weights a chosen expert gets, so it needs no gradient and `save_pretrained` 
 from __future__ import annotations
 
 import importlib
-import math
 
 import torch
 
@@ -261,11 +260,6 @@ def describe(balancer: MoeBalancer) -> str:
                 f"auxiliary-loss-free bias update γ={balancer.cfg.bias_update_gamma:g}{aux}")
     aux = f"{balancer.family.name} load-balancing loss × {balancer.aux_weight:g}" if balancer.aux_weight else "no balance loss"
     return f"MoE: {len(balancer.routers)} routed layers × {balancer.n_experts} experts (top-{balancer.top_k}); {aux}"
-
-
-def uniform_entropy(n_experts: int) -> float:
-    """The router entropy of a uniform choice: the health plot's ceiling."""
-    return math.log(n_experts)
 
 
 def attach(model, cfg: MoeConfig, task, is_main: bool = True, base_factory=None) -> tuple[MoeBalancer | None, dict]:
