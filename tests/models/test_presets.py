@@ -53,7 +53,7 @@ def test_causal_lm_preset_and_pretrained_body_becomes_a_classifier(tmp_path):
 
 
 def test_every_preset_has_a_known_family():
-    assert {p.family for p in PRESETS.values()} == {"bert", "llama"}
+    assert {p.family for p in PRESETS.values()} == {"bert", "llama", "deepseek_v3"}
     assert "llama-tiny" in PRESETS and "llama-small" in PRESETS and "llama-base" in PRESETS
 
 

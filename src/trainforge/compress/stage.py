@@ -72,7 +72,7 @@ def build_variants(cfg: CompressConfig, model, tokenizer, ctx, pad_id: int, prob
     from trainforge import paths
     from trainforge.compress.load import save_variant
     from trainforge.compress.measure import fastest_kernel
-    from trainforge.compress.quantize import linear_weight_bytes, to_weight_only_int8
+    from trainforge.compress.quantize import linear_weight_bytes, to_weight_only_int8, weights_outside_linears
 
     out = ctx.path(paths.COMPRESS)
     built: dict[str, dict] = {}
@@ -85,9 +85,15 @@ def build_variants(cfg: CompressConfig, model, tokenizer, ctx, pad_id: int, prob
         built[name] = {"dir": out / name, "meta": meta, "extra": {"linear_mb": linear_weight_bytes(variant) / 1e6, **extra}}
 
     weight_only = cfg.weight_only_int8 if cfg.weight_only_int8 != "auto" else is_decoder(model)
+    outside = weights_outside_linears(model)  # a MoE's fused experts and routers: what INT8/pruning cannot reach
+    if outside and (cfg.int8 or weight_only or cfg.magnitude_sparsity is not None):
+        console.print(f"[yellow]          {outside['share']:.0%} of the parameters ({', '.join(outside['names'])}) are "
+                      f"{outside['reason']}; INT8 and magnitude pruning apply to the Linear layers only[/]")
     if cfg.int8 or weight_only:
         stored = to_weight_only_int8(model)
         scheme = "int8 symmetric per-output-channel weights, fp32 scales"
+        if outside:
+            scheme += f"; {outside['share']:.0%} of the parameters left in float ({', '.join(outside['names'])})"
         if cfg.int8:
             kernel, kernel_ms = (fastest_kernel(stored, probe, cfg.threads) if cfg.int8_kernel == "auto"
                                  else (cfg.int8_kernel, {}))
@@ -95,9 +101,10 @@ def build_variants(cfg: CompressConfig, model, tokenizer, ctx, pad_id: int, prob
                 console.print(f"          INT8 kernel: {kernel} (ms per batch of 32: "
                               f"{', '.join(f'{k} {v:.1f}' for k, v in kernel_ms.items())})")
             save("int8_dynamic", stored, {"format": "int8", "runtime": "dynamic", "scheme": scheme, "kernel": kernel,
-                                          "kernel_ms_b32": kernel_ms})
+                                          "kernel_ms_b32": kernel_ms, **({"not_quantized": outside} if outside else {})})
         if weight_only:
-            save("int8_weight_only", stored, {"format": "int8", "runtime": "weight_only", "scheme": scheme})
+            save("int8_weight_only", stored, {"format": "int8", "runtime": "weight_only", "scheme": scheme,
+                                              **({"not_quantized": outside} if outside else {})})
 
     needs_train = cfg.structured is not None or cfg.distill is not None
     if needs_train:
@@ -106,7 +113,8 @@ def build_variants(cfg: CompressConfig, model, tokenizer, ctx, pad_id: int, prob
         from trainforge.compress.prune import magnitude_prune, measured_sparsity
 
         pruned = magnitude_prune(model, cfg.magnitude_sparsity)
-        save("magnitude_pruned", pruned, {"format": "hf", "requested_sparsity": cfg.magnitude_sparsity},
+        save("magnitude_pruned", pruned, {"format": "hf", "requested_sparsity": cfg.magnitude_sparsity,
+                                          **({"not_pruned": outside} if outside else {})},
              sparsity=round(measured_sparsity(pruned), 5))
     if cfg.structured is not None:
         save_structured(cfg, model, tokenizer, ctx, train, label2id, pad_id, save, device)

@@ -100,6 +100,25 @@ class LoopConfig(Section):
         return self
 
 
+class MoeConfig(Section):
+    """Mixture-of-experts training (train/moe.py); ignored by dense models."""
+
+    bias_update_gamma: float = Field(1.0e-3, ge=0)
+    """DeepSeek-V3's auxiliary-loss-free balancing: after each optimizer step every expert's routing bias moves by
+    gamma × sign(mean load − its load), loads counted over the global batch; 0 turns it off (DeepSeek-V3: 0.001)."""
+    aux_loss_alpha: float = Field(0.0, ge=0)
+    """Weight of DeepSeek-V3's sequence-wise balance loss (alpha × Σ_i f_i P_i per sequence); 0 is off (V3: 1e-4)."""
+    router_aux_loss_coef: float | None = Field(None, ge=0)
+    """Mixtral / Qwen-MoE: weight of their own load_balancing_loss_func; null: the model config's
+    router_aux_loss_coef (0.001 by default); 0 is off."""
+    idle_window: int = Field(50, ge=1)
+    """The health metric `idle` counts experts that received no token in the last N optimizer steps."""
+    idle_warn_steps: int = Field(100, ge=1)
+    """Warn (console and report) when an expert has received no token for this many steps in a row."""
+    lora_experts: bool = False
+    """method=lora: also adapt the routed experts' fused weights (peft target_parameters); false: attention only."""
+
+
 class LoraConfig(Section):
     r: int = 8
     """Rank of the update; higher: more capacity and memory."""
@@ -184,6 +203,8 @@ class TrainConfig(LoopConfig):
     """method=freeze or unfreeze."""
     sft: SftConfig = SftConfig()
     """task=sft."""
+    moe: MoeConfig = MoeConfig()
+    """Mixture-of-experts models: load balancing, health metrics, LoRA on experts."""
     packing: bool = False
     """task=sft: concatenate each micro-batch into one row with restarting position_ids (no padding computed);
     needs a kernel that keeps packed examples apart (flash_attention_2, or transformers' sdpa/eager packed mask)."""
@@ -241,3 +262,10 @@ class PretrainConfig(LoopConfig):
     """AdamW decay on matrices."""
     lr: float = 2.0e-3
     """Peak learning rate of the general phase."""
+    moe: MoeConfig = MoeConfig()
+    """Mixture-of-experts models: load balancing and health metrics."""
+    mtp_depth: int = Field(0, ge=0)
+    """DeepSeek-V3 multi-token prediction: D extra modules predict tokens t+2 … t+1+D (train/mtp.py), sharing the
+    embedding and head; dropped at export. 0 is off."""
+    mtp_lambda: float = Field(0.3, ge=0)
+    """Weight λ of the mean MTP loss added to the next-token loss (DeepSeek-V3: 0.3, later 0.1)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from trainforge.report.html import esc, fig_tag, pyplot, read_json, table
+from trainforge.train.moe_report import moe_health
 
 
 def _smooth(ys: list[float], window: int) -> list[float]:
@@ -24,7 +25,8 @@ def pretraining(run_dir: Path) -> str:
                 f"{m['in_domain_val_loss_after']:.3f} after in-domain fine-tuning.</p>")
     return ("<h3>Pretraining (causal LM)</h3>"
             f"<p>{st['parameters'] / 1e6:.2f}M parameters.</p>"
-            + table(["phase", "steps", "tokens", "seconds", "tokens/s", "best val LM loss"], rows) + note)
+            + table(["phase", "steps", "tokens", "seconds", "tokens/s", "best val LM loss"], rows) + note
+            + moe_health(run_dir / "pretrain"))
 
 
 def training(run_dir: Path) -> str | None:
@@ -73,4 +75,5 @@ def training(run_dir: Path) -> str | None:
         f"{st['tokens_per_second']:,.0f} tokens/s; best at step {best.get('step')}: {esc(best_text)}"
         f"{'; ' + esc('; '.join(extras)) if extras else ''}.</p>"
         + fig_tag(fig, "training curves")
+        + moe_health(run_dir / "model") + moe_health(run_dir / "adapter")
     )

@@ -123,10 +123,16 @@ def _run_train(ctx) -> dict:
         )
         if loss_fn is not None:
             console.print(f"          loss = cross-entropy + {cfg.lm_loss:g} × next-token loss on the text (train.lm_loss)")
+    moe, moe_health = None, None
     if cfg.ensemble == 1:
+        from trainforge.train.moe import attach
+
+        moe, moe_fit = attach(model, cfg.moe, task, main, objective if loss_fn is not None else None)  # MoE only
         result = fit(model, train, val, cfg, tokenizer.pad_token_id, ctx.config.seed, groups=setup.groups,
                      unfreeze=setup.unfreeze, checkpoint_dir=ctx.path(paths.CHECKPOINTS, "train"), stage="train",
-                     loss_fn_factory=objective if loss_fn is not None else None, task=task, device=device)
+                     task=task, device=device,
+                     **{"loss_fn_factory": objective if loss_fn is not None else None, **moe_fit})
+        moe_health = moe.finish() if moe is not None else None  # the best step's routing biases back in
         results, ensemble_val = [result], None
     else:
         model, results, ensemble_val = train_ensemble(ctx, cfg, setup, lambda: build_model(cfg, task, spec, tokenizer, target, device), objective,
@@ -175,6 +181,10 @@ def _run_train(ctx) -> dict:
             for k, r in enumerate(results)]}
     out = ctx.path(paths.MODEL) if ctx.path(paths.MODEL).is_dir() else ctx.path(paths.ADAPTER)
     (out / paths.TRAINER_STATE_FILE).write_text(json.dumps(state, indent=1))
+    if moe_health is not None:
+        from trainforge.train.moe import MOE_HEALTH_FILE
+
+        (out / MOE_HEALTH_FILE).write_text(json.dumps({"train": moe_health}, indent=1))
     write_model_info(out, task.model_info(spec, model, cfg.method, adapter=keeps_adapter(cfg)))
     metrics.update(task.write_samples(samples, out))
     return metrics
