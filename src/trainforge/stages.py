@@ -29,6 +29,7 @@ SPEC_MODULES: tuple[str, ...] = (
     "trainforge.train.spec",
     "trainforge.evaluate.spec",
     "trainforge.compress.spec",
+    "trainforge.label.spec",
     "trainforge.serve.spec",
     "trainforge.tune.spec",
 )
