@@ -143,13 +143,14 @@ def import_export(path: Path | str, schema: ChoiceSchema, min_agreement: float =
         if not isinstance(t, dict) or not isinstance(t.get("data"), dict):
             quarantine("not_a_task")
             continue
+        annotations = t.get("annotations") or []
+        out.annotations += len(annotations)
         text = t["data"].get(schema.text_key)
         if not isinstance(text, str):
             quarantine("no_text", detail=f"data.{schema.text_key} is missing")
             continue
         kept, votes, outside = [], Counter(), []
-        for a in t.get("annotations") or []:
-            out.annotations += 1
+        for a in annotations:
             entry = {"id": a.get("id"), "annotator": _annotator(a)}
             if a.get("was_cancelled"):
                 out.cancelled += 1
@@ -187,8 +188,9 @@ def import_export(path: Path | str, schema: ChoiceSchema, min_agreement: float =
             quarantine("low_agreement", votes=dict(votes), agreement=round(share, 4), annotations=kept)
             continue
         rid = t["data"].get("trainforge_id") or f"label-studio:{t.get('id', n)}"
-        extra = {k: v for k, v in t["data"].items() if k not in (schema.text_key, "trainforge_id", "label", "id", "text")}
-        out.records.append({"id": str(rid), "text": text, "label": ranked[0][0], "source": f"label-studio:{path.name}",
+        extra = {k: v for k, v in t["data"].items() if k not in (schema.text_key, "trainforge_id", "label", "id", "text", "source")}
+        source = t["data"].get("source") or f"label-studio:{path.name}"  # the pool's own source, when the task carried it
+        out.records.append({"id": str(rid), "text": text, "label": ranked[0][0], "source": str(source),
                             **extra, "label_studio": {"task": t.get("id"), "agreement": round(share, 4),
                                                       "votes": dict(votes), "annotations": kept}})
     return out
