@@ -29,9 +29,9 @@ SPEC_MODULES: tuple[str, ...] = (
     "trainforge.train.spec",
     "trainforge.evaluate.spec",
     "trainforge.compress.spec",
-    "trainforge.label.spec",
     "trainforge.serve.spec",
     "trainforge.tune.spec",
+    "trainforge.label.spec",
 )
 
 
