@@ -70,6 +70,11 @@ def test_val_and_test_are_byte_identical_with_and_without(reviews_file, tmp_path
         assert after == {"negative": before["negative"], "positive": 3 * before["negative"]}
         assert stats["dropped"]["undersampled"] == before["positive"] - after["positive"]
         assert len((grown / "rejected" / "undersampled.jsonl").read_text().splitlines()) == stats["dropped"]["undersampled"]
+        from trainforge.data.report import data_funnel
+
+        html = data_funnel(grown.parent)
+        assert "Class distribution per split" in html and "balance (training split only)" in html
+        assert f"{after['negative']:,} (25.0%)" in html  # 1 : 3 in the train row
     elif method == "oversample":
         assert after["positive"] == before["positive"] and after["negative"] == -(-before["positive"] // 3)
         copies = [json.loads(x) for x in (grown / "train.jsonl").read_text(encoding="utf-8").splitlines()]

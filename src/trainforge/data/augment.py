@@ -121,11 +121,12 @@ class Translator(Protocol):
 class EndpointTranslator:
     """Any OpenAI-compatible chat endpoint (`trainforge serve`, vLLM, OpenAI): one chat completion per text."""
 
-    def __init__(self, base_url: str, model: str = "default", api_key_env: str = "OPENAI_API_KEY", max_tokens: int = 256):
+    def __init__(self, base_url: str, model: str | None = None, api_key_env: str = "OPENAI_API_KEY", max_tokens: int = 256):
         from openai import OpenAI
 
         self.client = OpenAI(base_url=base_url, api_key=os.environ.get(api_key_env) or "none")
-        self.model, self.max_tokens = model, max_tokens
+        self.model = model or self.client.models.list().data[0].id  # `trainforge serve` lists the one it serves
+        self.max_tokens = max_tokens
 
     def translate(self, texts: list[str], language: str) -> list[str]:
         out = []

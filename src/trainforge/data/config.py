@@ -261,8 +261,8 @@ class AugmentConfig(Section):
     seq2seq model directory (transformers AutoModelForSeq2SeqLM)."""
     pivot_model: str | None = None
     """back_translate through a local directory: the model translating back (pivot → source); null: `translator` again."""
-    translator_model: str = "default"
-    """back_translate through an endpoint: the `model` name sent."""
+    translator_model: str | None = None
+    """back_translate through an endpoint: the `model` name sent; null: the first the endpoint's /v1/models lists."""
     pivot_language: str = "English"
     """back_translate: the language the text goes through."""
     api_key_env: str = "OPENAI_API_KEY"
