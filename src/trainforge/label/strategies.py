@@ -47,11 +47,13 @@ def k_center_greedy(embeddings: np.ndarray, n: int, labelled: np.ndarray | None 
     chosen: list[int] = []
     if labelled is not None and len(labelled):
         c = np.asarray(labelled, dtype=np.float64)
-        # nearest labelled centre, in blocks of 1,024 labelled points: N × L distances never held at once
+        # nearest labelled centre: |x|² + |c|² - 2 x·c, 1,024 centres at a time (an N × 1,024 block, never N × L × D)
         nearest = np.full(len(x), np.inf)
+        xx = (x * x).sum(1)
         for s in range(0, len(c), 1024):
-            d = ((x[:, None, :] - c[None, s : s + 1024, :]) ** 2).sum(-1)
-            nearest = np.minimum(nearest, d.min(axis=1))
+            block = c[s : s + 1024]
+            d = xx[:, None] + (block * block).sum(1)[None, :] - 2.0 * (x @ block.T)
+            nearest = np.minimum(nearest, np.maximum(d, 0.0).min(axis=1))
     else:
         first = int(np.random.default_rng(seed).integers(len(x)))
         chosen.append(first)
