@@ -11,7 +11,7 @@ Target (shared/DESIGN.md §6): random sampling's final accuracy (the whole budge
 with ≤ 60% of the budget. Printed: per strategy, the labels needed to reach it (first round at or above it), averaged over
 seeds; and the accuracy curve.
 
-    .venv/bin/python benchmarks/active_learning.py [--pool 12000] [--budget 2000] [--batch 100] [--seeds 3] [--plot al.png]
+    .venv/bin/python benchmarks/active_learning.py [--pool 8000] [--budget 2000] [--batch 100] [--seeds 2] [--plot al.png]
 """
 
 from __future__ import annotations
@@ -44,12 +44,12 @@ def reviews(seed: int):
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--pool", type=int, default=12000)
+    ap.add_argument("--pool", type=int, default=8000)
     ap.add_argument("--budget", type=int, default=2000)
     ap.add_argument("--test", type=int, default=2000)
     ap.add_argument("--start", type=int, default=100)
     ap.add_argument("--batch", type=int, default=100)
-    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--plot", default=None, help="write the curves to this PNG")
     args = ap.parse_args()
     from sklearn.decomposition import TruncatedSVD

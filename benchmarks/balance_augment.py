@@ -11,7 +11,7 @@ augmented), mean ± std over seeds (a different training sample per seed):
         none · SMOTE on the embeddings (data.balance.resample_features) · class weights
     EDA on every class at 500 and 2,000 training examples (the EDA paper's claim: largest gains under 500)
 
-    .venv/bin/python benchmarks/balance_augment.py [--seeds 3] [--train 2000] [--no-minilm]
+    .venv/bin/python benchmarks/balance_augment.py [--seeds 2] [--train 2000] [--no-minilm]
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ def fmt(xs):
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--train", type=int, default=2000)
     ap.add_argument("--test", type=int, default=2000)
     ap.add_argument("--no-minilm", action="store_true")

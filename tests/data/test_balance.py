@@ -51,9 +51,13 @@ def reviews_file(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="module")
+def plain(reviews_file, tmp_path_factory):
+    return run_stage(tmp_path_factory.mktemp("plain"), "plain", reviews_file)
+
+
 @pytest.mark.parametrize("method", ["undersample", "oversample", "augment"])
-def test_val_and_test_are_byte_identical_with_and_without(reviews_file, tmp_path, method):
-    plain = run_stage(tmp_path, "plain", reviews_file)
+def test_val_and_test_are_byte_identical_with_and_without(reviews_file, plain, tmp_path, method):
     kw = ({"augment": AugmentConfig(operations=["swap", "delete"], max_per_class=50)} if method == "augment"
           else {"balance": BalanceConfig(method=method)})
     grown = run_stage(tmp_path, method, reviews_file, **kw)
