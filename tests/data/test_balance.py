@@ -139,3 +139,17 @@ def test_smote_needs_vectors_and_enough_neighbours():
     text = [Record("t", "好", "a", "x", 1), Record("u", "差", "b", "x", 2)]
     with pytest.raises(UserError, match="feature_field"):
         smote_records(text, BalanceConfig(method="smote"), seed=0)
+
+
+def test_balance_step_with_smote_adds_tagged_records_and_counts_them(tmp_path):
+    from trainforge.data.balance import balance_split
+    from trainforge.data.pipeline import Funnel
+
+    records, _, _ = _feature_records()
+    funnel = Funnel(tmp_path, 0)
+    out, added = balance_split(records, BalanceConfig(method="smote", max_ratio=1.0, k_neighbors=3), funnel, seed=2)
+    assert out[: len(records)] == records and added == len(out) - len(records) == 48
+    assert Counter(r.label for r in out) == {"major": 60, "minor": 60}
+    step = funnel.steps["balance"]
+    assert step["before"] == {"major": 60, "minor": 12} and step["after"] == {"major": 60, "minor": 60}
+    assert step["docs_in"] == step["docs_out"] == len(records) and step["added"] == 48
