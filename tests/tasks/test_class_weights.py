@@ -66,3 +66,11 @@ def test_the_loop_trains_on_the_weighted_loss():
     balanced = trained(ClassificationTask.from_rows(rows, 16, "balanced"))
     torch.testing.assert_close(unit, plain)
     assert not torch.allclose(balanced, plain)
+
+
+def test_the_train_stage_hands_the_config_to_the_task():
+    from trainforge.train.stage import train_task
+
+    task = train_task(TrainConfig(class_weights="balanced"), _rows())
+    assert task.labels == ["neg", "pos"] and task.class_weights == pytest.approx([10 / 2, 10 / 18])
+    assert train_task(TrainConfig(), _rows()).class_weights is None
