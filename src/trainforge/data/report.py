@@ -72,13 +72,34 @@ def data_funnel(run_dir: Path) -> str | None:
                        + (f"; corpus threshold from {ooc['threshold_from']}" if ooc.get("threshold_from") else "")
                        + (f"; resumed after {', '.join(ooc['resumed_stages'])}" if ooc.get("resumed_stages") else ""))
     splits = s.get("splits", {})
+    for step in ("augment", "balance"):  # training-split growth: what was added, beside the records read
+        st = s["steps"].get(step)
+        if st:
+            extra = ", ".join(f"{k} {v}" for k, v in st.items() if k in ("method", "max_ratio", "per_class", "per_operation", "rejected", "skipped"))
+            details.append(f"{step} (training split only): {st.get('added', 0):,} records added; {extra}")
     return (
         "<h2>Data</h2>"
         + table(["step", "docs in", "docs out", "MB in", "MB out", "seconds", "dropped / quarantined by reason"], rows)
         + f"<p class='{'ok' if check else 'bad'}'>read {s['read']:,} = kept {s['kept']:,} + quarantined {s['quarantined']:,} "
         f"+ dropped {dropped:,} {'✓' if check else '✗ does not reconcile'}"
         + (" · splits " + " / ".join(f"{k} {v:,}" for k, v in splits.items()) if splits else "") + "</p>"
+        + _class_table(s.get("labels") or {})
         + fig_tag(_funnel_chart(s), "data funnel")
         + "".join(f"<p class='muted'>{esc(d)}</p>" for d in details)
         + (f"<p>Dropped documents, three sampled per reason (all in data/rejected/):</p><ul>{examples}</ul>" if examples else "")
     )
+
+
+def _class_table(labels: dict) -> str:
+    """Class distribution per split: counts, shares, and the largest ÷ smallest class ratio."""
+    names = sorted({str(k) for part in labels.values() for k in part})
+    if not names or names == ["None"]:
+        return ""
+    rows = []
+    for split, counts in labels.items():
+        total = sum(counts.values()) or 1
+        c = {str(k): v for k, v in counts.items()}
+        present = [v for v in c.values() if v]
+        ratio = f"{max(present) / min(present):.2f}" if present else ""
+        rows.append([split] + [f"{c.get(n, 0):,} ({c.get(n, 0) / total:.1%})" for n in names] + [ratio])
+    return "<p>Class distribution per split:</p>" + table(["split", *names, "largest ÷ smallest"], rows)

@@ -104,6 +104,23 @@ def curate_sources(cfg: DataConfig, out: Path, seed: int, workers: int | None = 
     return cur, funnel
 
 
+def grow_train_split(cfg: DataConfig, split: dict[str, list[Record]], funnel: P.Funnel, seed: int) -> dict[str, int]:
+    """data.augment then data.balance on split["train"] (val and test are read, never written); returns the
+    records each added, which the funnel reports beside the records read."""
+    added: dict[str, int] = {}
+    if cfg.augment is not None:
+        from trainforge.data.augment import augment_split
+
+        held_out = [r.document for r in split["val"] + split["test"]]
+        ngram = cfg.decontaminate.ngram if cfg.decontaminate is not None else None
+        split["train"], added["augment"] = augment_split(split["train"], cfg.augment, funnel, seed, held_out, ngram)
+    if cfg.balance is not None:
+        from trainforge.data.balance import balance_split
+
+        split["train"], added["balance"] = balance_split(split["train"], cfg.balance, funnel, seed)
+    return added
+
+
 def run_data(ctx) -> dict:
     cfg: DataConfig = ctx.section
     out = ctx.path("data")
@@ -124,13 +141,15 @@ def run_data(ctx) -> dict:
     if cfg.decontaminate is not None:
         held_out = [r.document for r in split["val"] + split["test"]]
         split["train"] = P.decontaminate(split["train"], held_out, cfg.decontaminate.ngram, funnel, passthrough=held_out)
+    added = grow_train_split(cfg, split, funnel, ctx.config.seed)  # augment, balance: the training split only
     for name, part in split.items():
         write_jsonl(out / f"{name}.jsonl", part)
-    kept = sum(len(v) for v in split.values())
+    kept = sum(len(v) for v in split.values()) - sum(added.values())  # records added are not records read
     stats = funnel.stats(cur.read, kept, cur.quarantined,
                          splits={k: len(v) for k, v in split.items()},
                          labels={k: dict(Counter(r.label for r in v)) for k, v in split.items()},
-                         **({"out_of_core": ooc} if ooc is not None else {}))
+                         **({"out_of_core": ooc} if ooc is not None else {}),
+                         **({"added": added} if added else {}))
     from trainforge.files import write_json_atomic
 
     write_json_atomic(out / "stats.json", stats)

@@ -205,6 +205,9 @@ class TrainConfig(LoopConfig):
     """task=sft."""
     moe: MoeConfig = MoeConfig()
     """Mixture-of-experts models: load balancing, health metrics, LoRA on experts."""
+    class_weights: Literal["balanced"] | dict[str, float] | None = None
+    """task=classification: weight each example's loss by its class: balanced (n / (classes × class count), the
+    skew undone without touching the data) or {label: weight}; null: unweighted. The data-side alternative is data.balance."""
     packing: bool = False
     """task=sft: concatenate each micro-batch into one row with restarting position_ids (no padding computed);
     needs a kernel that keeps packed examples apart (flash_attention_2, or transformers' sdpa/eager packed mask)."""
@@ -219,6 +222,9 @@ class TrainConfig(LoopConfig):
                              f"(got task {self.task}, method {self.method}: "
                              f"{'sft already trains on next tokens' if self.task == 'sft' else 'virtual tokens shift the text'}); "
                              f"set lm_loss: 0")
+        if self.class_weights is not None and (self.task != "classification" or self.lm_loss):
+            raise ValueError(f"class_weights is for task classification without lm_loss (got task {self.task}, "
+                             f"lm_loss {self.lm_loss}); set class_weights: null")
         if self.lora.quantize and (self.method != "lora" or self.task != "sft"):
             raise ValueError(f"lora.quantize={self.lora.quantize} is for method lora with task sft "
                              f"(got task {self.task}, method {self.method}); set lora.quantize: null")

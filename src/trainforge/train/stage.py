@@ -29,7 +29,7 @@ def train_task(cfg: TrainConfig, train_rows: list[dict]):
     from trainforge.tasks import ClassificationTask, SFTTask
 
     if cfg.task == "classification":
-        return ClassificationTask.from_rows(train_rows, cfg.max_length)
+        return ClassificationTask.from_rows(train_rows, cfg.max_length, cfg.class_weights)
     return SFTTask.from_config(cfg)
 
 
