@@ -225,8 +225,8 @@ class SplitConfig(Section):
 class DataConfig(Section):
     """Read → normalise → filter → dedup → split → decontaminate. Writes data/{train,val,test}.jsonl and stats.json."""
 
-    sources: list[SourceConfig]
-    """Inputs, read in order."""
+    sources: list[SourceConfig] = []
+    """Inputs, read in order; with a collect: section its collect/records.jsonl is read after these (empty: only that)."""
     normalize: NormalizeConfig = NormalizeConfig()
     """Normalisation steps."""
     filters: list[FilterSpec] = [FilterSpec(length=LengthFilter())]

@@ -106,6 +106,10 @@ def curate_sources(cfg: DataConfig, out: Path, seed: int, workers: int | None = 
 
 def run_data(ctx) -> dict:
     cfg: DataConfig = ctx.section
+    from trainforge.collect.stage import collected_source
+
+    if (collected := collected_source(ctx.config, ctx.run_dir)) is not None:  # the collect stage ran before this one
+        cfg = cfg.model_copy(update={"sources": [*cfg.sources, collected]})
     out = ctx.path("data")
     ooc = None
     if cfg.max_memory is not None:  # out of core: the kept records (after dedup) are what the split holds
