@@ -134,7 +134,9 @@ class CrawlSource(Section):
     max_depth: int = 2
     """DEPTH_LIMIT: links followed from a start page (0: no limit)."""
     max_pages: int = 100
-    """CLOSESPIDER_PAGECOUNT: stop after this many responses."""
+    """CLOSESPIDER_PAGECOUNT: stop after this many pages (robots.txt not counted; a request already in flight
+    when the limit is reached still lands: at most concurrent_requests_per_domain more). Raising it and rerunning
+    resumes the same crawl."""
     download_delay: float = 1.0
     """Seconds between requests to one domain (AutoThrottle adapts it upward under load)."""
     autothrottle: bool = True
@@ -176,9 +178,13 @@ class CollectSourceConfig(Section):
     name: str
     """Names the source in records (`source`), the funnel and collect/sources/<name>/."""
     files: FilesSource | None = None
+    """Local files and globs."""
     api: ApiSource | None = None
+    """An HTTP JSON API."""
     crawl: CrawlSource | None = None
+    """A polite web crawl (Scrapy)."""
     warc: WarcSource | None = None
+    """WARC files (warcio)."""
 
     @field_validator("name")
     @classmethod
