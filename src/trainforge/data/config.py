@@ -222,6 +222,27 @@ class SplitConfig(Section):
     """Keep the label proportions equal across splits."""
 
 
+class LabelIssuesConfig(Section):
+    """Find labels that are probably wrong: out-of-fold probabilities into cleanlab's find_label_issues (confident learning).
+
+    Detected on the training split (and val when listed), never on test: test is the unbiased estimate of the
+    model, and cleaning it toward what a model predicts would inflate that estimate."""
+
+    action: Literal["flag", "drop"] = "flag"
+    """flag: list them (data/label_issues.jsonl, the report) and keep them; drop: remove them (reason: label_issue)."""
+    splits: list[Literal["train", "val"]] = ["train"]
+    """Splits searched (pooled for the cross-validation); test is never searched or changed."""
+    folds: int = 5
+    """Cross-validation folds of the out-of-fold probabilities (fewer when a class is smaller)."""
+    filter_by: Literal["prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given",
+                       "low_normalized_margin", "low_self_confidence"] = "prune_by_noise_rate"
+    """cleanlab's find_label_issues filter_by (prune_by_noise_rate: the confident-learning default)."""
+    pred_probs: str | None = None
+    """A JSONL of out-of-fold probabilities from a trained model instead of TF-IDF + LR: {"id": …, "probs": {label: p}} per record."""
+    min_chars: int = 0
+    """Records with shorter text are not judged (kept as they are)."""
+
+
 class DataConfig(Section):
     """Read → normalise → filter → dedup → split → decontaminate. Writes data/{train,val,test}.jsonl and stats.json."""
 
@@ -237,6 +258,8 @@ class DataConfig(Section):
     """Train/val/test split."""
     decontaminate: DecontaminateConfig | None = DecontaminateConfig()
     """Remove training documents that overlap val/test; null: off."""
+    label_issues: LabelIssuesConfig | None = None
+    """Flag or drop records whose label is probably wrong (cleanlab, after the split); null: off."""
     workers: int = 1
     """Processes for the per-document steps (normalise, filter, MinHash); the kept set is the same for any count."""
     executor: Literal["local", "ray"] = "local"

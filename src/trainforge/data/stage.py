@@ -128,6 +128,10 @@ def run_data(ctx) -> dict:
     if cfg.decontaminate is not None:
         held_out = [r.document for r in split["val"] + split["test"]]
         split["train"] = P.decontaminate(split["train"], held_out, cfg.decontaminate.ngram, funnel, passthrough=held_out)
+    if cfg.label_issues is not None:  # on train (and val if asked), after the split so test is never touched
+        from trainforge.data.label_issues import handle_label_issues
+
+        split = handle_label_issues(split, cfg.label_issues, funnel, out, ctx.config.seed)
     for name, part in split.items():
         write_jsonl(out / f"{name}.jsonl", part)
     kept = sum(len(v) for v in split.values())
