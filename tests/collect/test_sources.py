@@ -91,3 +91,17 @@ def test_data_without_sources_needs_a_collect_section(tmp_path):
 
     with pytest.raises(UserError, match="data.sources: give at least one source"):
         validate_config({"name": "x", "data": {}})
+
+
+def test_cli_data_collect_writes_the_collect_layout(tmp_path, capsys):
+    from trainforge.cli import main
+
+    (tmp_path / "a.jsonl").write_text('{"text": "好评", "label": "positive"}\n', encoding="utf-8")
+    (tmp_path / "sources.yaml").write_text(yaml.safe_dump({"collect": {"sources": [
+        {"name": "notes", "files": {"glob": str(tmp_path / "a.jsonl"), "label_field": "label"}}]}}), encoding="utf-8")
+    assert main(["data", "collect", str(tmp_path / "sources.yaml"), "-o", str(tmp_path / "out"),
+                 "--files", str(tmp_path / "a.jsonl")]) == 0
+    stats = json.loads((tmp_path / "out" / "collect" / "stats.json").read_text())
+    assert list(stats["sources"]) == ["notes", "files0"] and stats["kept"] == 2
+    assert "collect funnel" in capsys.readouterr().err  # the console writes to stderr
+    assert main(["data", "collect", "-o", str(tmp_path / "none")]) == 2  # nothing to collect: a sentence, exit 2

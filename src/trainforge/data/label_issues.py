@@ -38,7 +38,11 @@ def out_of_fold_probs(texts: list[str], y: np.ndarray, folds: int, seed: int) ->
     from trainforge.evaluate.baseline import tfidf_lr_pipeline
 
     cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    return cross_val_predict(tfidf_lr_pipeline(seed), np.asarray(texts, dtype=object), y, cv=cv, method="predict_proba", n_jobs=1)
+    (_, vectorizer), (_, classifier) = tfidf_lr_pipeline(seed).steps
+    # The vectorizer is fitted once on every judged text: it sees no label, so a held-out record's label still
+    # never reaches the model that scores it, and the char n-gram counting (most of the time) is done once, not K times.
+    features = vectorizer.fit_transform(texts)
+    return cross_val_predict(classifier, features, y, cv=cv, method="predict_proba", n_jobs=1)
 
 
 def _probs_from_file(path: str, records: list[Record], classes: list[str]) -> np.ndarray:
