@@ -108,7 +108,7 @@ def run_data(ctx) -> dict:
     cfg: DataConfig = ctx.section
     from trainforge.collect.stage import collected_source
 
-    if (collected := collected_source(ctx.config, ctx.run_dir)) is not None:  # the collect stage ran before this one
+    if (collected := collected_source(ctx.config, ctx.path())) is not None:  # the collect stage ran before this one
         cfg = cfg.model_copy(update={"sources": [*cfg.sources, collected]})
     out = ctx.path("data")
     ooc = None
