@@ -111,7 +111,7 @@ def main() -> None:
         print(f"  {x['given_label']:>8} → {x['suspected_label']:<8} {x['self_confidence']:.3f}  {texts[x['index']][:60]}")
     fragments = [x for x in issues0 if texts[x["index"]].startswith(("缺点", "不足"))]
     print(f"flagged records starting 缺点/不足 ('drawbacks:'): {len(fragments)}, given labels {dict(Counter(x['given_label'] for x in fragments))}; "
-          f"in all training records {sum(t.startswith(('缺点', '不足')) for t in texts)}")
+          f"in all training records {dict(Counter(lab for t, lab in zip(texts, clean) if t.startswith(('缺点', '不足'))))}")
     for x in fragments[:5]:
         print(f"  {x['given_label']:>8} → {x['suspected_label']:<8} {x['self_confidence']:.3f}  {texts[x['index']][:60]}")
     print(f"\ntotal {time.perf_counter() - t_all:.0f} s")
