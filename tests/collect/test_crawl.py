@@ -67,3 +67,30 @@ def test_the_page_limit_stops_a_crawl_and_a_rerun_resumes_it(tmp_path):
     assert second["sources"]["web"]["resumed"] is True and second["sources"]["web"]["finish_reason"] == "finished"
     assert not set(fetched_first) & set(fetched_second)  # nothing fetched again
     assert second["fetched"] == 7 and len(fetched_first) + len(fetched_second) == 7
+
+
+def test_a_crawl_stopped_with_sigint_resumes_from_its_jobdir(tmp_path):
+    import os
+    import signal
+    import threading
+    import time
+
+    work = tmp_path / "sources" / "web"
+    with Site() as site:
+        first: dict = {}
+        slow = _cfg(site, download_delay=0.5, autothrottle=False)  # ~3.5 s of crawling: time to stop it part-way
+        thread = threading.Thread(target=lambda: first.update(collect(slow, tmp_path)))
+        thread.start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (
+                (work / "pages.jsonl").is_file() and len((work / "pages.jsonl").read_text().splitlines()) >= 2):
+            time.sleep(0.05)
+        os.kill(int((work / "child.pid").read_text()), signal.SIGINT)  # what Ctrl-C sends: Scrapy stops gracefully
+        thread.join(timeout=120)
+        before = [p for p in site.paths() if p != "/robots.txt"]
+        site.log.clear()
+        second = collect(slow, tmp_path)
+        after = [p for p in site.paths() if p != "/robots.txt"]
+    assert first["sources"]["web"]["finish_reason"] == "shutdown" and 2 <= len(before) < 7
+    assert second["sources"]["web"]["resumed"] is True and second["sources"]["web"]["finish_reason"] == "finished"
+    assert not set(before) & set(after) and len(before) + len(after) == 7 and second["fetched"] == 7

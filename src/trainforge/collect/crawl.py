@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -89,11 +90,25 @@ def run_child(spec: dict, workdir: Path, timeout_s: float | None = None) -> dict
         import scrapy  # noqa: F401 — a missing Scrapy is a sentence here, not a traceback in the child
     except ImportError:
         raise UserError("crawling needs Scrapy and trafilatura: pip install 'trainforge[crawl]'") from None
-    proc = subprocess.run([sys.executable, "-m", "trainforge.collect.crawl_child", str(spec_path)], env=env,
-                          capture_output=True, text=True, timeout=timeout_s)
     stats_path = Path(spec["stats"])
+    stats_path.unlink(missing_ok=True)
+    # Popen, not subprocess.run: run() kills the child on Ctrl-C, and a killed Scrapy never writes its
+    # JOBDIR queue. Here the child gets SIGINT (a graceful stop that saves the queue) and we wait for it.
+    with open(workdir / "child.stderr", "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "trainforge.collect.crawl_child", str(spec_path)], env=env,
+                                stdout=subprocess.DEVNULL, stderr=err)
+        (workdir / "child.pid").write_text(str(proc.pid))  # whoever must stop the crawl sends SIGINT to this pid
+        try:
+            proc.wait(timeout=timeout_s)
+        except BaseException:  # KeyboardInterrupt, a timeout: stop it gracefully, then re-raise
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            raise
     if proc.returncode != 0 or not stats_path.is_file():
-        tail = (proc.stderr or "")[-2000:]
+        tail = (workdir / "child.stderr").read_text(errors="replace")[-2000:]
         raise RuntimeError(f"the crawl process failed (exit {proc.returncode}); see {workdir / 'scrapy.log'}\n{tail}")
     return json.loads(stats_path.read_text())
 
