@@ -12,7 +12,7 @@ domain. `polite_settings` sets each politeness knob explicitly, so a crawl from 
 
     sources/<name>/pages.jsonl   every response: url, status, content type, fetch time, body
     sources/<name>/job/          Scrapy's JOBDIR
-    sources/<name>/scrapy_stats.json, scrapy.log, state.json
+    sources/<name>/scrapy_stats.json, scrapy.log, state.json, child.pid (SIGINT it to stop the crawl gracefully)
 
 benchmarks/collect.py measures it against Scrapy's defaults on a local site.
 """
