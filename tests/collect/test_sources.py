@@ -59,6 +59,16 @@ def test_files_and_globs_keep_labels_and_count_unreadable_lines(tmp_path):
     assert stats["failed"] == {"invalid_json": 1, "missing_label": 1} and stats["fetched"] == 4
 
 
+def test_html_files_go_through_the_page_extraction(tmp_path):
+    pytest.importorskip("trafilatura", reason="extraction needs trafilatura: pip install 'trainforge[crawl]'")
+    (tmp_path / "page.html").write_text(article("Saved page", ["/x"]), encoding="utf-8")
+    (tmp_path / "blank.htm").write_text("<html><body></body></html>", encoding="utf-8")
+    stats = collect(CollectConfig(sources=[{"name": "saved", "files": {"glob": str(tmp_path / "*.htm*")}}]), tmp_path / "out")
+    [row] = [json.loads(line) for line in open(tmp_path / "out" / "records.jsonl", encoding="utf-8")]
+    assert row["title"] == "Saved page" and "房间干净整洁" in row["text"] and "© example" not in row["text"]
+    assert stats["failed"] == {"no_main_text": 1}
+
+
 def test_a_glob_that_matches_nothing_is_a_user_error(tmp_path):
     from trainforge.errors import UserError
 
