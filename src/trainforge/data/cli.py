@@ -3,6 +3,7 @@
     trainforge data clean IN… -o DIR [--lang zh]           normalise + the language's default filters
     trainforge data dedup IN… -o DIR [--near 0.8] [--bloom-fp 1e-6] [--bloom-state PATH]
     trainforge data stats DIR                              print the funnel of DIR/data/stats.json
+    trainforge data collect [SOURCES.yaml] -o DIR …         files, an HTTP API, a crawl, WARC → DIR/collect/ (collect/cli.py)
 
 DIR gets the run directory's data/ layout: data/kept.jsonl, data/stats.json, data/quarantine/,
 data/rejected/. Nothing heavy is imported until a command runs.
@@ -49,6 +50,10 @@ def register(sub) -> None:
     p = verbs.add_parser("stats", help="print the funnel of a data directory or run")
     p.add_argument("dir", help="DIR given to clean/dedup, or a run directory")
     p.set_defaults(func=cmd_stats)
+
+    from trainforge.collect.cli import add_parser as add_collect  # light: argparse only
+
+    add_collect(verbs)
 
 
 def _sources(args):

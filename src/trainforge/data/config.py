@@ -267,13 +267,32 @@ class AugmentConfig(Section):
     """back_translate: the language the text goes through."""
     api_key_env: str = "OPENAI_API_KEY"
     """back_translate through an endpoint: environment variable holding the API key (unset: none sent)."""
+class LabelIssuesConfig(Section):
+    """Find labels that are probably wrong: out-of-fold probabilities into cleanlab's find_label_issues (confident learning).
+
+    Detected on the training split (and val when listed), never on test: test is the unbiased estimate of the
+    model, and cleaning it toward what a model predicts would inflate that estimate."""
+
+    action: Literal["flag", "drop"] = "flag"
+    """flag: list them (data/label_issues.jsonl, the report) and keep them; drop: remove them (reason: label_issue)."""
+    splits: list[Literal["train", "val"]] = ["train"]
+    """Splits searched (pooled for the cross-validation); test is never searched or changed."""
+    folds: int = 5
+    """Cross-validation folds of the out-of-fold probabilities (fewer when a class is smaller)."""
+    filter_by: Literal["prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given",
+                       "low_normalized_margin", "low_self_confidence"] = "prune_by_noise_rate"
+    """cleanlab's find_label_issues filter_by (prune_by_noise_rate: the confident-learning default)."""
+    pred_probs: str | None = None
+    """A JSONL of out-of-fold probabilities from a trained model instead of TF-IDF + LR: {"id": …, "probs": {label: p}} per record."""
+    min_chars: int = 0
+    """Records with shorter text are not judged (kept as they are)."""
 
 
 class DataConfig(Section):
     """Read → normalise → filter → dedup → split → decontaminate. Writes data/{train,val,test}.jsonl and stats.json."""
 
-    sources: list[SourceConfig]
-    """Inputs, read in order."""
+    sources: list[SourceConfig] = []
+    """Inputs, read in order; with a collect: section its collect/records.jsonl is read after these (empty: only that)."""
     normalize: NormalizeConfig = NormalizeConfig()
     """Normalisation steps."""
     filters: list[FilterSpec] = [FilterSpec(length=LengthFilter())]
@@ -288,6 +307,8 @@ class DataConfig(Section):
     """Augment the training split after the split (never val/test); null: off."""
     balance: BalanceConfig | None = None
     """Re-balance the training split's classes after augmentation (never val/test); null: off."""
+    label_issues: LabelIssuesConfig | None = None
+    """Flag or drop records whose label is probably wrong (cleanlab, after the split); null: off."""
     workers: int = 1
     """Processes for the per-document steps (normalise, filter, MinHash); the kept set is the same for any count."""
     executor: Literal["local", "ray"] = "local"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from trainforge.data.label_issues import report_fragment as label_issues_fragment
 from trainforge.report.html import esc, fig_tag, pyplot, read_json, table
 
 
@@ -87,6 +88,7 @@ def data_funnel(run_dir: Path) -> str | None:
         + fig_tag(_funnel_chart(s), "data funnel")
         + "".join(f"<p class='muted'>{esc(d)}</p>" for d in details)
         + (f"<p>Dropped documents, three sampled per reason (all in data/rejected/):</p><ul>{examples}</ul>" if examples else "")
+        + label_issues_fragment(run_dir, s)
     )
 
 

@@ -123,6 +123,10 @@ def grow_train_split(cfg: DataConfig, split: dict[str, list[Record]], funnel: P.
 
 def run_data(ctx) -> dict:
     cfg: DataConfig = ctx.section
+    from trainforge.collect.stage import collected_source
+
+    if (collected := collected_source(ctx.config, ctx.path())) is not None:  # the collect stage ran before this one
+        cfg = cfg.model_copy(update={"sources": [*cfg.sources, collected]})
     out = ctx.path("data")
     ooc = None
     if cfg.max_memory is not None:  # out of core: the kept records (after dedup) are what the split holds
@@ -141,6 +145,10 @@ def run_data(ctx) -> dict:
     if cfg.decontaminate is not None:
         held_out = [r.document for r in split["val"] + split["test"]]
         split["train"] = P.decontaminate(split["train"], held_out, cfg.decontaminate.ngram, funnel, passthrough=held_out)
+    if cfg.label_issues is not None:  # on train (and val if asked), after the split so test is never touched
+        from trainforge.data.label_issues import handle_label_issues
+
+        split = handle_label_issues(split, cfg.label_issues, funnel, out, ctx.config.seed)
     added = grow_train_split(cfg, split, funnel, ctx.config.seed)  # augment, balance: the training split only
     for name, part in split.items():
         write_jsonl(out / f"{name}.jsonl", part)
