@@ -204,10 +204,16 @@ def _robustness(cfg, train_rows, rows, labels, y_true, y_pred, clf, model, token
 
     adv = cfg.adversarial
     corpus = [r["text"] for r in random.Random(seed).sample(train_rows, min(3000, len(train_rows)))]
-    source = SubstitutionSource(corpus, model, tokenizer, setup_cjk_font().path, adv.min_word_similarity)
+    source = SubstitutionSource(corpus, model, tokenizer, setup_cjk_font().path, adv.min_word_similarity,
+                                thesaurus_path=adv.thesaurus)
     out: dict = {"split": cfg.split}
-    if adv.samples:
-        out["attack"] = run_attack(rows, y_true, y_pred, labels, clf, source, adv, seed)
+    if adv.samples:  # the headline: meaning-preserving substitutions only
+        out["attack"] = run_attack(rows, y_true, y_pred, labels, clf, source, adv, seed, kinds=adv.sources)
+        if adv.unconstrained:  # the model's own embedding neighbours too: a separate, labelled figure
+            from trainforge.evaluate.substitutes import ALL_SOURCES
+
+            out["attack_unconstrained"] = run_attack(rows, y_true, y_pred, labels, clf, source, adv, seed,
+                                                     kinds=ALL_SOURCES, name="unconstrained attack")
     if adv.perturbation_samples:
         out["perturbations"] = run_suites(rows, y_true, y_pred, labels, clf.probs, source.homophones, adv.perturbation_samples, seed)
     return out

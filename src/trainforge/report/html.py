@@ -50,7 +50,7 @@ td.text{max-width:28em;min-width:8em}
 .ok{color:#16794c;font-weight:600}.bad{color:#b42318;font-weight:600}.warn{color:#a15c00;font-weight:600}.muted{color:#667085}
 .verdict{padding:.6em 1em;border-radius:6px;margin:.6em 0}.verdict.ok{background:#e7f6ee}.verdict.bad{background:#fdecea}
 .verdict.warn{background:#fff4e0}
-.summary{display:grid;grid-template-columns:repeat(auto-fit,minmax(250px,1fr));gap:.6em;margin:.6em 0}
+.summary{display:grid;grid-template-columns:repeat(auto-fit,minmax(195px,1fr));gap:.6em;margin:.6em 0}
 .card{border:1px solid #d9dde6;border-radius:6px;padding:.5em .8em;background:#fafbfc}
 .card h4{margin:0 0 .3em;font-size:.85em;text-transform:uppercase;letter-spacing:.04em;color:#667085}
 .card p{margin:.15em 0}
@@ -125,17 +125,24 @@ def is_number_cell(cell) -> bool:
     return bool(s) and bool(_NUMBER.match(s))
 
 
-def _cell(c) -> str:
-    s = str(c)
-    body = s if s.startswith("<") else esc(s)
-    return f"<td class='num'>{body}</td>" if is_number_cell(c) else f"<td>{body}</td>"
-
-
 def table(header: list[str], rows: list[list]) -> str:
-    """A table in a scroll box; a column whose every cell is a number has a right-aligned header too."""
-    numeric = [bool(rows) and all(is_number_cell(r[j]) for r in rows if j < len(r)) for j in range(len(header))]
+    """A table in a scroll box. A column whose cells are all numbers (or "—") is right-aligned, header too;
+    any other column is text, left-aligned — a column mixing both reads best left-aligned."""
+    def blank(c) -> bool:
+        return str(c).strip() in ("", "—")
+
+    numeric = []
+    for j in range(len(header)):
+        cells = [r[j] for r in rows if j < len(r) and not blank(r[j])]
+        numeric.append(bool(cells) and all(is_number_cell(c) for c in cells))
+
+    def cell(c, j: int) -> str:
+        s = str(c)
+        body = s if s.startswith("<") else esc(s)
+        return f"<td class='num'>{body}</td>" if j < len(numeric) and numeric[j] else f"<td>{body}</td>"
+
     head = "".join(f"<th{' class=num' if n else ''}>{esc(h)}</th>" for h, n in zip(header, numeric))
-    body = "".join("<tr>" + "".join(_cell(c) for c in r) + "</tr>" for r in rows)
+    body = "".join("<tr>" + "".join(cell(c, j) for j, c in enumerate(r)) + "</tr>" for r in rows)
     return f"<div class='scroll'><table><tr>{head}</tr>{body}</table></div>"
 
 
