@@ -57,10 +57,14 @@ def lineage(run_dir: Path) -> str | None:
     text = path.read_text(encoding="utf-8")
     cfg = yaml.safe_load(text) or {}
     manifest = read_json(run_dir / MANIFEST) or {}
-    rows = [[label, esc(_fmt(v))] for key, label in HEADLINE_KEYS if (v := _get(cfg, key)) is not None]
+    method = _get(cfg, "train.method")
+    pairs = [[label, esc(_fmt(v))] for key, label in HEADLINE_KEYS
+             if (v := _get(cfg, key)) is not None and not (key.startswith("train.lora.") and method != "lora")]
     sources = [s.get("builtin") or s.get("path") for s in (_get(cfg, "data.sources") or []) if isinstance(s, dict)]
     if sources:
-        rows.insert(0, ["data sources", esc(", ".join(str(s) for s in sources))])
+        pairs.insert(0, ["data sources", esc(", ".join(str(s) for s in sources))])
+    per_row = 3  # three setting/value pairs a row: the table fits one screen, and wraps to scroll on a phone
+    rows = [sum(pairs[i:i + per_row], []) + ["", ""] * (per_row - len(pairs[i:i + per_row])) for i in range(0, len(pairs), per_row)]
 
     hashes = [[CONFIG_RESOLVED, f"<code>{esc(manifest.get('config_sha256', '—'))}</code>"]]
     for stage, rec in manifest.get("stages", {}).items():
@@ -78,7 +82,7 @@ def lineage(run_dir: Path) -> str | None:
     steps.append(f"trainforge run {resolved} name={cfg.get('name', run_dir.name)}-again")
     return (
         "<h2>Lineage and reproduction</h2>"
-        "<h3>Hyperparameters</h3>" + table(["setting", "value"], rows)
+        "<h3>Hyperparameters</h3>" + table(["setting", "value"] * per_row, rows)
         + f"<details><summary>Full resolved config ({esc(CONFIG_RESOLVED)}, every default filled in)</summary>"
         f"<pre>{esc(text)}</pre></details>"
         + "<h3>Hashes</h3><p class='muted'>sha256 from manifest.json: the config and the data splits every later stage read.</p>"

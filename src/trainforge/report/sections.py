@@ -164,12 +164,12 @@ def overview(run_dir: Path) -> str | None:
         status = rec.get("status", "?")
         cls = "ok" if status == "ok" else "bad"
         rows.append([name, f"<span class='{cls}'>{esc(status)}</span>", f"{rec.get('seconds', 0):.1f}",
-                     _when(rec.get("finished")), len(rec.get("outputs", {})), esc(rec.get("error", ""))])
+                     _when(rec.get("finished"))[11:19] or "—", len(rec.get("outputs", {})), esc(rec.get("error", ""))])
     v = m.get("versions", {})
     return (
         "<h2>Stages</h2>"
         f"<p class='muted'>git {esc((m.get('git_commit') or 'none')[:10])} · "
         f"torch {esc(v.get('torch', '?'))} · transformers {esc(v.get('transformers', '?'))} · "
         f"MLflow run {esc(m.get('mlflow_run_id') or 'not tracked')}</p>"
-        + table(["stage", "status", "seconds", "finished", "files written", "error"], rows)
+        + table(["stage", "status", "seconds", "finished at", "files written", "error"], rows)
     )
