@@ -37,3 +37,21 @@ def test_parity_check_catches_a_different_model(exported):
 
     _, path = exported
     assert onnx_parity(tiny_bert(seed=9), path, [batch_of(token_data(8), 8)])["max_abs_diff"] > 1e-3
+
+
+def test_exporter_torchvision_lines_are_quieted_at_their_source(capfd):
+    """torch's exporter logs four "torchvision is not installed" lines per export while it builds its operator
+    registry; they say nothing about a text model. export_onnx builds it under _quiet_logger(_REGISTRY_LOGGER)."""
+    from torch.onnx._internal.exporter import _registration
+
+    from trainforge.compress.onnx_export import _REGISTRY_LOGGER, _quiet_logger
+
+    capfd.readouterr()
+    _registration.ONNXRegistry.from_torchlib()
+    loud = capfd.readouterr().err
+    with _quiet_logger(_REGISTRY_LOGGER):
+        _registration.ONNXRegistry.from_torchlib()
+    quiet = capfd.readouterr().err
+    if "torchvision is not installed" not in loud:
+        pytest.skip("this torch/torchvision pair logs nothing to quiet")
+    assert "torchvision" not in quiet
