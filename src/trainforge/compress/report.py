@@ -39,7 +39,7 @@ def compression(run_dir: Path) -> str | None:
         parts.append(f"<div class='verdict {cls}'>Deploy candidate: <b>{esc(candidate['name'])}</b> "
                      f"(<code>{esc(candidate['path'])}</code>) — {esc(candidate.get('reason', ''))}: "
                      f"{_f(cand.get('speedup_b1'), '.2f')}x at batch 1, {_f(cand.get('speedup_b32'), '.2f')}x at batch 32, "
-                     f"{metric} {_f(-gate['metric_drop'] if 'metric_drop' in gate else None, '+.4f')}.{warning}</div>")
+                     f"{metric} {_f(0.0 - gate['metric_drop'] + 0.0 if 'metric_drop' in gate else None, '+.4f')} vs the original.{warning}</div>")
     else:
         parts.append("<div class='verdict bad'>No variant passed its gates: the original model stays the one "
                      "registered and served.</div>")

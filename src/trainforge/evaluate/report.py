@@ -165,7 +165,7 @@ def _attack(a: dict, label: str) -> str:
     if rows:
         out += table(["original", "perturbed", "substitutions", "prediction"], rows)
     subs = [[clip(c["from"], 20), clip(c["to"], 20), c["kind"], "accepted", ""] for c in a.get("accepted", [])[:5]]
-    subs += [[clip(c["from"], 20), clip(c["to"], 20), c["kind"], "rejected", esc(c["reason"])] for c in a.get("rejected", [])[:5]]
+    subs += [[clip(c["from"], 20), clip(c["to"], 20), c["kind"], "rejected", c["reason"]] for c in a.get("rejected", [])[:5]]
     if subs:
         out += ("<p class='muted'>Substitutions the attack applied (accepted) and refused (rejected, with the constraint):</p>"
                 + table(["word", "substitute", "source", "decision", "why refused"], subs))
@@ -207,6 +207,6 @@ def _regression(d: dict | None) -> str:
 def _harness(d: dict | None) -> str:
     if not d:
         return ""
-    rows = [[task, esc(k), _f(v)] for task, metrics in d["tasks"].items() for k, v in metrics.items()]
+    rows = [[task, k, _f(v)] for task, metrics in d["tasks"].items() for k, v in metrics.items()]
     return (f"<h3>lm-evaluation-harness {esc(d.get('lm_eval_version', ''))}</h3><p class='muted'>tasks from {esc(d['task_dir'])}"
             f"{', at most ' + str(d['limit']) + ' documents each' if d.get('limit') else ''}</p>" + table(["task", "metric", "value"], rows))

@@ -58,11 +58,11 @@ def lineage(run_dir: Path) -> str | None:
     cfg = yaml.safe_load(text) or {}
     manifest = read_json(run_dir / MANIFEST) or {}
     method = _get(cfg, "train.method")
-    pairs = [[label, esc(_fmt(v))] for key, label in HEADLINE_KEYS
+    pairs = [[label, _fmt(v)] for key, label in HEADLINE_KEYS
              if (v := _get(cfg, key)) is not None and not (key.startswith("train.lora.") and method != "lora")]
     sources = [s.get("builtin") or s.get("path") for s in (_get(cfg, "data.sources") or []) if isinstance(s, dict)]
     if sources:
-        pairs.insert(0, ["data sources", esc(", ".join(str(s) for s in sources))])
+        pairs.insert(0, ["data sources", ", ".join(str(s) for s in sources)])
     per_row = 3  # three setting/value pairs a row: the table fits one screen, and wraps to scroll on a phone
     rows = [sum(pairs[i:i + per_row], []) + ["", ""] * (per_row - len(pairs[i:i + per_row])) for i in range(0, len(pairs), per_row)]
 

@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 
 from trainforge.paths import COMPRESS_CANDIDATE, EVAL_METRICS, MANIFEST, REGISTERED
-from trainforge.report.html import esc, read_json, table
+from trainforge.report.html import clip, esc, read_json, table
 
 
 def _duration(seconds) -> str:
@@ -164,7 +164,7 @@ def overview(run_dir: Path) -> str | None:
         status = rec.get("status", "?")
         cls = "ok" if status == "ok" else "bad"
         rows.append([name, f"<span class='{cls}'>{esc(status)}</span>", f"{rec.get('seconds', 0):.1f}",
-                     _when(rec.get("finished"))[11:19] or "—", len(rec.get("outputs", {})), esc(rec.get("error", ""))])
+                     _when(rec.get("finished"))[11:19] or "—", len(rec.get("outputs", {})), clip(rec.get("error", ""), 120) if rec.get("error") else ""])
     v = m.get("versions", {})
     return (
         "<h2>Stages</h2>"

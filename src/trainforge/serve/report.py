@@ -23,7 +23,7 @@ def _profile_figure(profile: dict):
         total = sum(counts) or 1
         if name == "length":
             edges = [int(e) for e in profile["length_edges"]]
-            ticks = [f"<{edges[0]}"] + [f"{a}–{b - 1}" for a, b in zip(edges, edges[1:])] + [f"≥{edges[-1]}"] if edges else ["all"]
+            ticks = [f"<{edges[0]}"] + [f"{a}" if b - 1 == a else f"{a}–{b - 1}" for a, b in zip(edges, edges[1:])] + [f"≥{edges[-1]}"] if edges else ["all"]
             title, xlabel = "text length (characters)", ""
         elif name == "label":
             ticks, title, xlabel = list(profile.get("labels") or []), "predicted label", ""
