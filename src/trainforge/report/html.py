@@ -56,6 +56,7 @@ td.text{max-width:28em;min-width:8em}
 .card p{margin:.15em 0}
 nav.toc{border:1px solid #e5e8ef;border-radius:6px;padding:.4em 1em;background:#fafbfc}
 nav.toc ol{margin:.2em 0;padding-left:1.4em} nav.toc ol ol{font-size:.92em}
+@media(min-width:800px){nav.toc>ol{columns:2;column-gap:2em} nav.toc li{break-inside:avoid}}
 img{max-width:100%;border:1px solid #eee} img.natural{max-width:none}
 .plots{display:flex;flex-wrap:wrap;gap:.6em;align-items:flex-start}
 code,pre{background:#f3f5f9;padding:0 .25em;overflow-wrap:anywhere} pre{padding:.6em;overflow-x:auto;white-space:pre}

@@ -80,7 +80,7 @@ def _verdict_card(run_dir: Path) -> str:
         cls = "ok" if wins else "bad"
         head = f"{'Beats' if wins else 'Loses to'} the {name} baseline"
         detail = f"<p>{line}{' (lower is better)' if 'perplexity' in key else ''}; no paired test for this metric.</p>"
-    return f"<div class='card'><h4>Verdict</h4><p class='{cls}'>{head}</p>{detail}</div>"
+    return f"<div class='card'><h4>Verdict</h4><p class='{cls}'>{head}</p>{detail}<p><a href='#evaluation'>evaluation →</a></p></div>"
 
 
 def _candidate_card(run_dir: Path) -> str:
@@ -108,7 +108,8 @@ def _candidate_card(run_dir: Path) -> str:
         change = f"; {metric} {(v['metrics'][metric] - ref['metrics'][metric]) * 100:+.2f} points vs the original"
     warn = (f"<p class='warn'>Slower than the original at batch {' and '.join(map(str, slower))}.</p>" if slower else "")
     return (f"<div class='card'><h4>Deploy candidate</h4><p><b>{esc(cand['name'])}</b> "
-            f"(<code>{esc(cand.get('path', ''))}</code>)</p><p>{speed(1)}, {speed(32)}{change}.</p>{warn}</div>")
+            f"(<code>{esc(cand.get('path', ''))}</code>)</p><p>{speed(1)}, {speed(32)}{change}.</p>{warn}"
+            "<p><a href='#compression'>compression →</a></p></div>")
 
 
 def _registry_card(run_dir: Path, manifest: dict) -> str:
@@ -120,7 +121,8 @@ def _registry_card(run_dir: Path, manifest: dict) -> str:
                  f"({esc(reg.get('source', ''))})</p><p>serve: <code>trainforge serve models:/{esc(reg['name'])}@{esc(reg['alias'])}</code></p>")
     else:
         where = "<p class='muted'>Not registered (no register: section).</p>"
-    return f"<div class='card'><h4>Registry</h4>{where}<p>{tracked}</p></div>"
+    link = "<p><a href='#registration'>registration →</a></p>" if reg else ""
+    return f"<div class='card'><h4>Registry</h4>{where}<p>{tracked}</p>{link}</div>"
 
 
 def _run_card(manifest: dict) -> str:
@@ -131,7 +133,8 @@ def _run_card(manifest: dict) -> str:
             + (f" ({esc(', '.join(failed))} {'failed' if status != 'running' else 'not finished'})" if failed else "") + "</p>"
             f"<p>start {esc(_when(manifest.get('started') or manifest.get('updated')))}</p>"
             f"<p>end {esc(_when(manifest.get('finished')))}</p>"
-            f"<p>duration {esc(_duration(manifest.get('seconds')))}</p></div>")
+            f"<p>duration {esc(_duration(manifest.get('seconds')))}</p><p><a href='#overview'>stages →</a> · "
+            f"<a href='#lineage'>reproduce →</a></p></div>")
 
 
 def _machine_card(manifest: dict) -> str:
