@@ -227,6 +227,8 @@ def _robustness_summary(robustness: dict) -> dict:
         s.update(attack_success_rate=a["attack_success_rate"], accuracy_under_attack=a["accuracy_under_attack"])
         if a["mean_perturbed_fraction"] is not None:
             s["attack_mean_perturbed_fraction"] = a["mean_perturbed_fraction"]
+    if "attack_unconstrained" in robustness:  # embedding swaps can change the meaning: never the headline
+        s["unconstrained_attack_success_rate"] = robustness["attack_unconstrained"]["attack_success_rate"]
     for name, p in robustness.get("perturbations", {}).items():
         s[f"{name}_accuracy"] = p["accuracy_perturbed"]
         s[f"{name}_flip_rate"] = p["flip_rate"]
