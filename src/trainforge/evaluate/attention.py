@@ -51,14 +51,20 @@ def classifier_position(model, n_tokens: int) -> int:
 
 def token_strings(tokenizer, text: str, max_tokens: int) -> tuple[list[int], list[str]]:
     """Token ids and, per token, the exact span of text it covers (readable for byte-level BPE,
-    whose raw tokens look like 'ä¸Ń'); special tokens keep their own name."""
+    whose raw tokens look like 'ä¸Ń'); special tokens keep their own name. A character split into
+    several byte tokens gives each of them the character's span: the first shows the character, the
+    rest `·` (so 难 · · is one character in three tokens, not three characters)."""
     enc = tokenizer(text, truncation=True, max_length=max_tokens, return_offsets_mapping=True)
     ids = enc["input_ids"]
     raw = tokenizer.convert_ids_to_tokens(ids)
     special = set(tokenizer.all_special_ids)
-    tokens = []
+    tokens, previous = [], None
     for tid, (start, end), r in zip(ids, enc["offset_mapping"], raw):
-        piece = text[start:end].strip() if end > start and tid not in special else r
+        if end > start and tid not in special:
+            piece = "·" if (start, end) == previous else text[start:end].strip()
+            previous = (start, end)
+        else:
+            piece, previous = r, None
         tokens.append(piece or "␣")
     return ids, tokens
 
