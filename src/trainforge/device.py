@@ -195,3 +195,16 @@ def set_rng_state(state: dict, device) -> None:
     torch.set_rng_state(state["cpu"])
     if device.type == "cuda" and "cuda" in state:
         torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def machine() -> dict[str, Any]:
+    """What the manifest and the report's summary say about the machine a run ran on."""
+    import platform
+
+    import torch
+
+    out: dict[str, Any] = {"cpu": _cpu_name(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                           "platform": platform.platform(terse=True)}
+    if torch.cuda.is_available():
+        out["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return out

@@ -7,8 +7,8 @@
            original) · size on disk  ──►  gates.json  ──►  candidate.json (best passing, or none)
     onnx/model.onnx + parity.json   (the original, run through onnxruntime)
 
-Writes compress/gates.json — a list of {name, passed, metric, metric_drop, speedup_b32, size_mb,
-reasons} — compress/measurements.json (every figure, the original included) and
+Writes compress/gates.json — a list of {name, passed, metric, metric_drop, speedup_b32, speedup_b1, slower_at, size_mb,
+reasons, verdict} — compress/measurements.json (every figure, the original included) and
 compress/candidate.json ({"name": null} when nothing passed: the original stays in service).
 
 Where each model is measured (the run's `device:`):
@@ -222,7 +222,8 @@ def run_compress(ctx) -> dict:
     for name in built:
         m, ref = measured[name], measured[reference[name]]
         speedup = ref.p50_b32_ms / m.p50_b32_ms
-        results.append(judge(name, m.metrics[cfg.metric], ref.metrics[cfg.metric], speedup, m.size_mb, cfg.gates))
+        results.append(judge(name, m.metrics[cfg.metric], ref.metrics[cfg.metric], speedup, m.size_mb, cfg.gates,
+                             speedup_b1=ref.p50_b1_ms / m.p50_b1_ms))
     candidate = choose_candidate(results)
 
     # where a model ran, said only when it is not the run's device (a CPU run's files are as they always were)
@@ -230,7 +231,7 @@ def run_compress(ctx) -> dict:
              for name in cpu_side}
     if cpu_side:
         moved["original_cpu"] = {"device": "cpu", "note": "the original on CPU: what the CPU-only variants are compared with"}
-    write_json_atomic(out / "gates.json", [asdict(r) | moved.get(r.name, {}) for r in results])
+    write_json_atomic(out / "gates.json", [asdict(r) | {"verdict": r.verdict} | moved.get(r.name, {}) for r in results])
     extras = {name: {k: v for k, v in b["extra"].items() if k != "linear_mb"} | {"meta": b["meta"]} for name, b in built.items()}
 
     def speedups(n: str) -> dict:
@@ -256,7 +257,8 @@ def run_compress(ctx) -> dict:
     for r in results:
         verdict = "[green]PASS[/]" if r.passed else "[red]FAIL[/]"
         console.print(f"          {r.name:<18} {verdict} {cfg.metric} {r.metric:.4f} (drop {r.metric_drop:+.4f}) "
-                      f"speedup@32 {r.speedup_b32:.2f}x size {r.size_mb:.2f} MB  {'; '.join(r.reasons)}")
+                      f"speedup@1 {r.speedup_b1:.2f}x @32 {r.speedup_b32:.2f}x size {r.size_mb:.2f} MB  {'; '.join(r.reasons)}"
+                      + (f"  slower than the original at batch {' and '.join(map(str, r.slower_at))}" if r.slower_at else ""))
     console.print(f"          deploy candidate: {candidate.name if candidate else 'none (the original stays)'}")
 
     flat: dict[str, float] = {"variants": len(results), "passed": sum(r.passed for r in results),

@@ -17,7 +17,8 @@ def _common(p) -> None:
     p.add_argument("-o", "--out", required=True, metavar="DIR", help="output directory (gets data/…)")
     p.add_argument("--text-field", default="text", help="field holding the text (default: text)")
     p.add_argument("--label-field", default=None, help="field holding a label to keep (default: none)")
-    p.add_argument("--id-field", default=None, help="field holding a record id (default: file:line)")
+    p.add_argument("--id-field", default="id", help="field holding the record's own id, kept where a record has one; "
+                   "file:line where it does not (default: id; '' for file:line always)")
     p.add_argument("--workers", type=int, default=1, help="processes for the per-document work (default: 1)")
     p.add_argument("--ray", action="store_true", help="run the shards on Ray instead of local processes")
     p.add_argument("--pii", choices=["off", "mask"], default="off", help="mask e-mails, phones, ID numbers, bank cards")
@@ -59,7 +60,8 @@ def register(sub) -> None:
 def _sources(args):
     from trainforge.data.config import SourceConfig
 
-    return [SourceConfig(path=p, text_field=args.text_field, label_field=args.label_field, id_field=args.id_field) for p in args.inputs]
+    return [SourceConfig(path=p, text_field=args.text_field, label_field=args.label_field, id_field=args.id_field or None)
+            for p in args.inputs]
 
 
 def _finish(args, cfg, reference: list[str] | None = None) -> int:

@@ -22,8 +22,8 @@ class SourceConfig(Section):
     """Field holding the document text (required unless a field below is mapped too)."""
     label_field: str | None = "label"
     """Field holding the label (classification); null for unlabelled text."""
-    id_field: str | None = None
-    """Field holding a stable record id; null to use file:line."""
+    id_field: str | None = "id"
+    """Field holding the record's own id, kept when a record has it (else file:line); null: always file:line."""
     image_field: str | None = None
     """Field holding an image path or URL (image classification, image–text); null: not read."""
     audio_field: str | None = None
