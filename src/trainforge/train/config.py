@@ -57,8 +57,9 @@ class LoopConfig(Section):
     """Evaluate on val every N optimiser steps; null evaluates once per epoch."""
     early_stopping: int | None = None
     """Stop after this many evaluations without improvement; null never stops early."""
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    """Autocast dtype. auto: bf16 on a GPU that has it, fp32 on CPU (trainforge/device.py). fp16 adds loss scaling
+    precision: Literal["auto", "native", "fp32", "bf16", "fp16"] = "auto"
+    """Autocast dtype. auto: bf16 on a GPU that has it, fp32 on CPU (trainforge/device.py); native: also bf16 on a CPU
+    with bf16 units (AMX, AVX512-BF16), fp32 where bf16 would be emulated (AVX2). fp16 adds loss scaling
     on CUDA. bf16/fp16 halve activation memory; weights stay fp32 masters (a half-precision checkpoint is upcast)."""
     deterministic: bool = False
     """Deterministic GPU kernels (cuDNN, cuBLAS, scatter): bit-identical reruns and resumes for 5-30% of step time."""
