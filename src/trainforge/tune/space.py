@@ -2,8 +2,8 @@
 
     base config ──(each space key in order: `when` holds? suggest : keep base value)──▶ trial config ──▶ validate
 
-A conditional key (`when: {train.method: lora}`) is read against the trial's config as built so far,
-so it may depend on a searched key listed before it or on a fixed key of the config.
+A conditional key (`when: {train.method: lora}`) is read against the trial's config as built so far:
+it may depend on a fixed key of the config or on a searched key, which is then sampled first.
 """
 
 from __future__ import annotations
@@ -39,15 +39,33 @@ def suggest(trial, key: str, dim: SearchDim):
     return trial.suggest_float(key, dim.low, dim.high, log=dim.log, step=dim.step)
 
 
-def active_keys(space: dict[str, SearchDim], raw: dict) -> list[str]:
-    """The space keys a config with these values samples (conditions checked against `raw`)."""
-    return [k for k, d in space.items() if d.matches({c: get_dotted(raw, c) for c in d.when or {}})]
+def ordered(space: dict[str, SearchDim]) -> list[str]:
+    """Space keys in sampling order: a key after every searched key its `when` reads (else as listed)."""
+    done: list[str] = []
+    visiting: set[str] = set()
+
+    def visit(key: str) -> None:
+        if key in done:
+            return
+        if key in visiting:
+            raise UserError(f"tune.space.{key}.when: the conditions form a circle through {key}")
+        visiting.add(key)
+        for cond in space[key].when or {}:
+            if cond in space and cond != key:
+                visit(cond)
+        visiting.discard(key)
+        done.append(key)
+
+    for key in space:
+        visit(key)
+    return done
 
 
 def sample_config(trial, space: dict[str, SearchDim], base_raw: dict) -> dict:
     """The trial's config mapping: the base with every active space key set from the trial's suggestions."""
     raw = copy.deepcopy(base_raw)
-    for key, dim in space.items():
+    for key in ordered(space):
+        dim = space[key]
         if dim.matches({c: get_dotted(raw, c) for c in dim.when or {}}):
             set_dotted(raw, key, suggest(trial, key, dim), f"tune.space.{key}")
     return raw
@@ -63,13 +81,10 @@ def check_trial_config(raw: dict, source: str) -> Config:
 
 def probe_space(tcfg: TuneConfig, base_raw: dict, source: str) -> None:
     """Every key must exist and every bound/choice must validate, before the first trial starts."""
+    ordered(tcfg.space)  # no circular conditions
     for key, dim in tcfg.space.items():
         for cond in dim.when or {}:
-            if cond != key and cond in tcfg.space:
-                keys = list(tcfg.space)
-                if keys.index(cond) > keys.index(key):
-                    raise UserError(f"tune.space.{key}.when: {cond} is searched after {key}; list it first")
-            elif get_dotted(base_raw, cond, MISSING) is MISSING and cond not in tcfg.space:
+            if cond not in tcfg.space and get_dotted(base_raw, cond, MISSING) is MISSING:
                 raise UserError(f"tune.space.{key}.when: {cond} is not a key of the config")
         values = dim.choices if dim.choices is not None else [dim.low, dim.high]
         for value in values:
