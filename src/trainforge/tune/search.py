@@ -112,7 +112,7 @@ def load_study(s: Search, worker: int = 0, create: bool = False):
                         f"{[d.name.lower() for d in study.directions]}; use another tune.study for {s.tcfg.directions}")
     if s.tcfg.enqueue and not study.trials:  # a warm start, once: not again when the study resumes
         for params in s.tcfg.enqueue:
-            study.enqueue_trial(params, skip_if_exists=True)
+            study.enqueue_trial(params)
     return study
 
 
