@@ -45,8 +45,9 @@ def report_score(p: PrunerConfig, direction: str) -> tuple[str | None, bool]:
 class PruneReport:
     """A training-loop callback (train/callbacks.py) that reports each evaluation to an Optuna trial."""
 
-    def __init__(self, trial, pruner: PrunerConfig, direction: str):
+    def __init__(self, trial, pruner: PrunerConfig, direction: str, objectives: int = 1):
         self.trial = trial
+        self.reports = objectives == 1  # Optuna keeps no intermediate values for a multi-objective study
         self.direction = direction
         self.score, self.negate = report_score(pruner, direction)
         self.enabled = pruner.kind != "none"
@@ -71,6 +72,8 @@ class PruneReport:
             return
         value = -scores[self.score] if self.negate else scores[self.score]
         self.last_step, self.last_value = step, float(scores[self.score])
+        if not self.reports:
+            return
         self.trial.report(float(value), step)
         if self.enabled and self.trial.should_prune():
             raise optuna.TrialPruned(f"pruned at step {step}: {self.score} {self.last_value:.4f}")

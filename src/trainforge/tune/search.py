@@ -156,7 +156,7 @@ class Objective:
             trial.set_user_attr("error", str(e))
             raise
         trial.set_user_attr("run_dir", str(cfg.run_dir))
-        report = PruneReport(trial, tcfg.pruner, tcfg.directions[0])
+        report = PruneReport(trial, tcfg.pruner, tcfg.directions[0], len(tcfg.metrics))
         pruned, state = None, "FAIL"
         try:
             result = run_trial_pipeline(cfg, report)
@@ -247,10 +247,9 @@ def tune(config_path: str, overrides: list[str], trials: int | None = None, stor
     summary = write_outputs(s, study)
     summary["interrupted"] = interrupted
     if s.tcfg.wandb:
-        from trainforge.tune.tracking import wandb_trial
+        from trainforge.tune.tracking import wandb_trials
 
-        for t in summary["trials"]:
-            wandb_trial(s.out, s.study_name, t["number"], t["params"], t["state"], t["values"], s.tcfg.metrics, t["steps"])
+        wandb_trials(s.out, s.study_name, summary["trials"], s.tcfg.metrics)
     close_parent(s.base, parent, s.out, summary, interrupted)
     return summary
 

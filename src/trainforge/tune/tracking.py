@@ -96,3 +96,16 @@ def wandb_trial(out: Path, study_name: str, number: int, params: dict, state: st
     logged = {m: v for m, v in zip(metrics, values or []) if v is not None}
     run.log({**logged, "state": state, **({"steps": steps} if steps is not None else {})})
     run.finish()
+
+
+def wandb_trials(out: Path, study_name: str, trials: list[dict], metrics: list[str]) -> None:
+    """Log each finished trial not logged before (wandb/logged.json remembers), so a resumed study adds only its new ones."""
+    record = out / "wandb" / "logged.json"
+    logged = set(json.loads(record.read_text())) if record.is_file() else set()
+    for t in trials:
+        if t["number"] in logged or t["state"] == "RUNNING":
+            continue
+        wandb_trial(out, study_name, t["number"], t["params"], t["state"], t["values"], metrics, t["steps"])
+        logged.add(t["number"])
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps(sorted(logged)))
