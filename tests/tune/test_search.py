@@ -246,9 +246,9 @@ def _postgres(tmp_path):
     if initdb is None:
         return None, "PostgreSQL is not installed (apt-get install postgresql; `make install` does it as root)"
     try:
-        import psycopg2  # noqa: F401
+        import psycopg  # noqa: F401 — SQLAlchemy's default PostgreSQL driver
     except ImportError:
-        return None, "psycopg2 is not installed (pip install 'trainforge[tune]')"
+        return None, "psycopg is not installed (pip install 'trainforge[tune]')"
     bindir = Path(initdb).resolve().parent
     as_postgres = [] if os.geteuid() != 0 else ["runuser", "-u", "postgres", "--"]
     if as_postgres and shutil.which("runuser") is None:
@@ -322,3 +322,12 @@ def test_dominates():
     assert not dominates([1.0, 1.0], [1.0, 1.0], ["minimize", "minimize"])
     assert not dominates([1.0, 3.0], [2.0, 1.0], ["minimize", "minimize"])
     assert dominates([0.9, 1.0], [0.8, 1.0], ["maximize", "minimize"])
+
+
+@pytest.mark.parametrize("example", ["tune.yaml", "tune_pareto.yaml"])
+def test_examples_are_valid_searches(example, tmp_path):
+    from trainforge.tune.search import prepare
+
+    root = Path(__file__).resolve().parents[2]
+    s = prepare(str(root / "examples" / example), [f"runs_dir={tmp_path}"])  # every key, bound and choice validated
+    assert s.tcfg.space and s.storage_url.endswith("optuna.journal")

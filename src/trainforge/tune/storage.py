@@ -38,6 +38,6 @@ def open_storage(url: str, workers: int = 1):
         return optuna.storages.RDBStorage(url, heartbeat_interval=60, grace_period=180)
     except ImportError as e:
         raise UserError(f"tune.storage {url}: the database driver is missing ({e}); pip install 'trainforge[tune]' "
-                        "(psycopg2-binary for PostgreSQL)") from None
+                        "(psycopg for PostgreSQL)") from None
     except Exception as e:  # noqa: BLE001 — a storage that does not open is a setup problem the user fixes
         raise UserError(f"tune.storage {url}: Optuna could not open it ({type(e).__name__}: {e})") from None
