@@ -52,11 +52,11 @@ def pretrained_body(out: Path, data: Path) -> Path:
     cfg = validate_config({
         "name": "hpo-body", "seed": 0, "runs_dir": str(out), "tracking": {"enabled": False},
         "data": {"sources": [{"path": str(data)}], "split": {"val": 0.2, "test": 0.1}},
-        "pretrain": {"corpus": [{"builtin": "peoples-daily-1998"}], "corpus_limit": 4000, "model": "llama-tiny",
-                     "config_overrides": {"num_hidden_layers": 2, "hidden_size": 128, "num_attention_heads": 4,
-                                          "num_key_value_heads": 4, "intermediate_size": 344},
-                     "tokenizer": {"vocab_size": 3000}, "seq_len": 64, "max_steps": 150, "batch_size": 16,
-                     "lr": 2.0e-3, "in_domain_epochs": 0.5, "threads": 2},
+        "pretrain": {"corpus": [{"builtin": "peoples-daily-1998"}], "corpus_limit": 1000, "model": "llama-tiny",
+                     "config_overrides": {"num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 4,
+                                          "num_key_value_heads": 4, "intermediate_size": 128},
+                     "tokenizer": {"vocab_size": 2000}, "seq_len": 32, "max_steps": 80, "batch_size": 8,
+                     "lr": 3.0e-3, "in_domain_epochs": 0.2, "threads": 1},
     })
     run_pipeline(cfg)
     return cfg.run_dir / "pretrain"
@@ -67,10 +67,10 @@ def study_config(out: Path, data: Path, body: Path, name: str, seed: int, sample
     raw = {
         "name": name, "seed": seed, "runs_dir": str(out), "tracking": {"enabled": False},
         "data": {"sources": [{"path": str(data)}], "split": {"val": 0.2, "test": 0.1}},
-        "train": {"model": str(body), "max_length": 64, "max_steps": steps, "eval_every": 5, "batch_size": 16,
+        "train": {"model": str(body), "max_length": 32, "max_steps": steps, "eval_every": 4, "batch_size": 16,
                   "lr": 1.0e-3, "threads": 1},
         "tune": {"metric": "train.best_val_accuracy", "direction": "maximize", "trials": trials, "sampler": sampler,
-                 "pruner": {"kind": pruner, "startup_trials": 3, "warmup_steps": 10},
+                 "pruner": {"kind": pruner, "startup_trials": 3, "warmup_steps": 8},
                  "space": {"train.lr": {"low": 1.0e-5, "high": 3.0e-2, "log": True},
                            "train.dropout": {"low": 0.0, "high": 0.3},
                            "train.schedule.warmup_ratio": {"low": 0.0, "high": 0.3}}},
@@ -95,9 +95,9 @@ def steps_to_reach(summary: dict, target: float) -> int | None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--trials", type=int, default=8)
-    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--steps", type=int, default=24)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--per-class", type=int, default=500)
+    ap.add_argument("--per-class", type=int, default=300)
     ap.add_argument("--out", default="/tmp/trainforge-hpo")
     args = ap.parse_args()
 

@@ -331,3 +331,18 @@ def test_examples_are_valid_searches(example, tmp_path):
     root = Path(__file__).resolve().parents[2]
     s = prepare(str(root / "examples" / example), [f"runs_dir={tmp_path}"])  # every key, bound and choice validated
     assert s.tcfg.space and s.storage_url.endswith("optuna.journal")
+
+
+@pytest.mark.slow
+def test_wandb_logs_each_finished_trial_once_offline(tmp_path):
+    pytest.importorskip("wandb", reason="Weights & Biases is optional: pip install 'trainforge[wandb]'")
+    from trainforge.tune.tracking import wandb_trials
+
+    trials = [{"number": 0, "state": "COMPLETE", "values": [0.7], "params": {"train.lr": 1e-3}, "steps": 10},
+              {"number": 1, "state": "RUNNING", "values": None, "params": {"train.lr": 1e-2}, "steps": None}]
+    wandb_trials(tmp_path, "study", trials, ["eval.model_accuracy"])
+    trials[1].update(state="PRUNED", steps=4)
+    wandb_trials(tmp_path, "study", trials, ["eval.model_accuracy"])  # a resumed study: only trial 1 is new
+    runs = sorted((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2 and all(list(r.glob("*.wandb")) for r in runs)
+    assert json.loads((tmp_path / "wandb" / "logged.json").read_text()) == [0, 1]

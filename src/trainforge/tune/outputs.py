@@ -11,8 +11,25 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
+import yaml
+
+from trainforge.config import set_dotted
 from trainforge.files import write_json_atomic
+
+
+def best_config(s: Search, params: dict) -> dict:
+    """The base config with a trial's parameters: what reproduces that trial under the study's own name."""
+    raw = json.loads(json.dumps(s.base_raw))
+    for key, value in params.items():
+        set_dotted(raw, key, value, key)
+    return raw
+
+
+def dump_yaml(raw: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(raw, sort_keys=False, allow_unicode=True), encoding="utf-8")
 
 
 def trial_record(t) -> dict:
@@ -41,7 +58,6 @@ def dominates(a: list[float], b: list[float], directions: list[str]) -> bool:
 
 def write_outputs(s, study) -> dict:
     from trainforge.tune.report import write_tune_report
-    from trainforge.tune.search import best_config, dump_yaml
 
     out = s.out
     out.mkdir(parents=True, exist_ok=True)

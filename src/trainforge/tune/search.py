@@ -15,7 +15,6 @@ Optuna hands each a different trial number.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import signal
@@ -24,9 +23,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
-from trainforge.config import Config, load_config, set_dotted
+from trainforge.config import Config, load_config
 from trainforge.console import console
 from trainforge.errors import StageFailed, UserError
 from trainforge.tune.config import TuneConfig
@@ -285,16 +282,3 @@ def run_workers(s: Search, parent: str | None) -> None:
     bad = [c for c in codes if c not in (0, 130)]
     if bad:
         raise UserError(f"tune: {len(bad)} worker(s) exited with {bad}; their trials are in the study, see the log above")
-
-
-def best_config(s: Search, params: dict) -> dict:
-    """The base config with a trial's parameters: what reproduces that trial under the study's own name."""
-    raw = json.loads(json.dumps(s.base_raw))
-    for key, value in params.items():
-        set_dotted(raw, key, value, key)
-    return raw
-
-
-def dump_yaml(raw: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(raw, sort_keys=False, allow_unicode=True), encoding="utf-8")
