@@ -95,6 +95,10 @@ class TuneConfig(Section):
     """tpe: model-based, good past ~10 trials (also multi-objective); random: a baseline and for tiny budgets;
     grid: every combination (choices, int ranges, float ranges with a step); cmaes: CMA-ES for continuous spaces
     (categorical keys fall back to random); nsga2: genetic, for multi-objective studies. All seeded by `seed`."""
+    startup_trials: int = Field(10, ge=0)
+    """tpe/cmaes: trials sampled at random before the model takes over (Optuna's default 10; fewer for small budgets)."""
+    seed: int | None = None
+    """Seed of the sampler; null uses the config's `seed` (which also seeds every trial's training)."""
     pruner: PrunerConfig = PrunerConfig()
     """Early stopping of trials that are behind (single-objective studies)."""
     workers: int = Field(1, ge=1)

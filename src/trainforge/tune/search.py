@@ -83,11 +83,12 @@ def make_sampler(tcfg: TuneConfig, seed: int):
             import cmaes  # noqa: F401 — Optuna's CmaEsSampler needs it
         except ImportError:
             raise UserError("tune.sampler cmaes needs the cmaes package: pip install 'trainforge[tune]'") from None
-        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False,
+        return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=tcfg.startup_trials, warn_independent_sampling=False,
                                             independent_sampler=optuna.samplers.RandomSampler(seed=seed))
     if tcfg.sampler == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=any(d.when for d in tcfg.space.values()))
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=tcfg.startup_trials, multivariate=True,
+                                      group=any(d.when for d in tcfg.space.values()))
 
 
 def load_study(s: Search, worker: int = 0, create: bool = False):
@@ -99,7 +100,8 @@ def load_study(s: Search, worker: int = 0, create: bool = False):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # multivariate TPE
     storage = open_storage(s.storage_url, s.tcfg.workers)
-    sampler, pruner = make_sampler(s.tcfg, s.base.seed + worker), make_pruner(s.tcfg.pruner)
+    seed = s.base.seed if s.tcfg.seed is None else s.tcfg.seed
+    sampler, pruner = make_sampler(s.tcfg, seed + worker), make_pruner(s.tcfg.pruner)
     if not create:
         return optuna.load_study(study_name=s.study_name, storage=storage, sampler=sampler, pruner=pruner)
     study = optuna.create_study(study_name=s.study_name, storage=storage, sampler=sampler, pruner=pruner,
@@ -173,7 +175,8 @@ class Objective:
             trial.set_user_attr("steps", report.last_step)
             raise
         finally:
-            self._track(cfg, trial, state)
+            if state != "COMPLETE":  # a complete trial is tagged once its metric is read
+                self._track(cfg, trial, state)
         if pruned is not None:
             self._pruned(cfg, trial, report, pruned)
             raise optuna.TrialPruned(pruned)
@@ -185,9 +188,11 @@ class Objective:
                 reported = ", ".join(result.metrics.get(stage, {}))
                 message = f"tune.metric {m}: stage '{stage}' reported no finite '{name}' (it reported: {reported})"
                 trial.set_user_attr("error", message)
+                self._track(cfg, trial, "FAIL")
                 raise UserError(message)
             values.append(float(value))
         trial.set_user_attr("steps", result.metrics.get("train", {}).get("steps", report.last_step))
+        self._track(cfg, trial, "COMPLETE")
         return values[0] if len(values) == 1 else values
 
     def _pruned(self, cfg: Config, trial, report: PruneReport, reason: str) -> None:
