@@ -346,3 +346,54 @@ def test_wandb_logs_each_finished_trial_once_offline(tmp_path):
     runs = sorted((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 2 and all(list(r.glob("*.wandb")) for r in runs)
     assert json.loads((tmp_path / "wandb" / "logged.json").read_text()) == [0, 1]
+
+
+def _tune_section(**keys):
+    from trainforge.tune.config import TuneConfig
+
+    return TuneConfig.model_validate(keys)
+
+
+def test_grid_and_cmaes_samplers_cover_their_spaces():
+    import optuna
+
+    from trainforge.tune.search import make_sampler
+    from trainforge.tune.space import sample_config
+
+    grid = _tune_section(sampler="grid", space={"train.batch_size": {"choices": [8, 16]},
+                                                "train.max_length": {"low": 16, "high": 48, "int": True, "step": 16},
+                                                "train.dropout": {"low": 0.0, "high": 0.2, "step": 0.1}})
+    study = optuna.create_study(sampler=make_sampler(grid, seed=0))
+    study.optimize(lambda t: len(str(sample_config(t, grid.space, {}))), n_trials=30)
+    combos = {tuple(sorted(t.params.items())) for t in study.trials}
+    assert len(study.trials) == len(combos) == 2 * 3 * 3  # every combination once, then the sampler stops the study
+
+    cma = _tune_section(sampler="cmaes", startup_trials=2, space={"train.lr": {"low": 1e-4, "high": 1e-1, "log": True},
+                                                                 "train.dropout": {"low": 0.0, "high": 0.5}})
+    study = optuna.create_study(sampler=make_sampler(cma, seed=0))
+    study.optimize(lambda t: (sample_config(t, cma.space, {})["train"]["dropout"] - 0.3) ** 2, n_trials=14)
+    assert all(1e-4 <= t.params["train.lr"] <= 1e-1 and 0 <= t.params["train.dropout"] <= 0.5 for t in study.trials)
+    assert study.best_value < 0.01  # CMA-ES homes in on dropout 0.3
+
+
+@pytest.mark.parametrize("kind", ["median", "percentile", "hyperband"])
+def test_pruners_from_config_stop_a_trial_that_is_behind(kind):
+    import optuna
+
+    from trainforge.tune.pruning import PruneReport, make_pruner
+
+    cfg = _tune_section(space={"train.lr": {"low": 1e-4, "high": 1e-2}},
+                        pruner={"kind": kind, "startup_trials": 2, "min_resource": 1, "max_resource": 8})
+    study = optuna.create_study(direction="maximize", pruner=make_pruner(cfg.pruner), sampler=optuna.samplers.RandomSampler(0))
+
+    def objective(trial):  # trials 0-3 climb to 0.9; trial 4 stays at 0.5
+        report = PruneReport(trial, cfg.pruner, "maximize")
+        bad = trial.number == 4
+        for step in range(1, 9):
+            report.on_evaluate(step, {"val_loss": 0.7, "val_accuracy": 0.5 if bad else 0.5 + 0.05 * step})
+        return 0.5 if bad else 0.9
+
+    study.optimize(objective, n_trials=5)
+    states = [t.state.name for t in study.trials]
+    assert states[:4] == ["COMPLETE"] * 4 and states[4] == "PRUNED"
+    assert max(study.trials[4].intermediate_values) < 8  # stopped before its last evaluation
