@@ -36,8 +36,9 @@ def trial_record(t) -> dict:
     return {
         "number": t.number,
         "state": t.state.name,
-        "values": list(t.values) if t.values is not None else None,
-        "value": t.values[0] if t.values is not None and len(t.values) == 1 else None,
+        # a pruned trial's value in Optuna is its last report, not the metric: only a complete trial has values
+        "values": list(t.values) if t.values is not None and t.state.name == "COMPLETE" else None,
+        "value": t.values[0] if t.values is not None and len(t.values) == 1 and t.state.name == "COMPLETE" else None,
         "params": t.params,
         "steps": t.user_attrs.get("steps"),
         "pruned_at_step": t.user_attrs.get("pruned_at_step"),
