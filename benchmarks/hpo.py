@@ -63,7 +63,7 @@ def pretrained_body(out: Path, data: Path) -> Path:
 
 
 def study_config(out: Path, data: Path, body: Path, name: str, seed: int, sampler_seed: int, sampler: str, pruner: str,
-                 trials: int, steps: int) -> Path:
+                 trials: int, steps: int, prune_score: str | None = None) -> Path:
     raw = {
         "name": name, "seed": seed, "runs_dir": str(out), "tracking": {"enabled": False},
         "data": {"sources": [{"path": str(data)}], "split": {"val": 0.2, "test": 0.1}},
@@ -71,7 +71,7 @@ def study_config(out: Path, data: Path, body: Path, name: str, seed: int, sample
                   "lr": 1.0e-3, "threads": 1},
         "tune": {"metric": "train.best_val_accuracy", "direction": "maximize", "trials": trials, "sampler": sampler,
                  "seed": sampler_seed, "startup_trials": 4,
-                 "pruner": {"kind": pruner, "startup_trials": 3, "warmup_steps": 8},
+                 "pruner": {"kind": pruner, "startup_trials": 3, "warmup_steps": 8, "score": prune_score},
                  "space": {"train.lr": {"low": 1.0e-5, "high": 3.0e-2, "log": True},
                            "train.dropout": {"low": 0.0, "high": 0.3},
                            "train.schedule.warmup_ratio": {"low": 0.0, "high": 0.3}}},
@@ -100,6 +100,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--per-class", type=int, default=300)
     ap.add_argument("--out", default="/tmp/trainforge-hpo")
+    ap.add_argument("--prune-score", default=None, help="what the pruner compares (default val_accuracy); val_loss is smoother")
     args = ap.parse_args()
 
     from trainforge.console import console
@@ -123,7 +124,8 @@ def main() -> None:
         # start-up trials are not random search's first trials again
         for arm, (label, sampler, pruner) in enumerate((("random", "random", "none"), ("tpe+median", "tpe", "median"))):
             name = f"hpo-{label.replace('+', '-')}-s{seed}"
-            cfg = study_config(out, data, body, name, seed, 1000 * (arm + 1) + seed, sampler, pruner, args.trials, args.steps)
+            cfg = study_config(out, data, body, name, seed, 1000 * (arm + 1) + seed, sampler, pruner, args.trials, args.steps,
+                               args.prune_score)
             res[label] = tune(str(cfg), [])
         rnd, tpe = res["random"], res["tpe+median"]
         reach = steps_to_reach(tpe, rnd["best_value"])
