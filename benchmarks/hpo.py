@@ -81,6 +81,18 @@ def study_config(out: Path, data: Path, body: Path, name: str, seed: int, sample
     return p
 
 
+def baseline_accuracy(run_dir: Path, seed: int) -> float:
+    """TF-IDF + logistic regression (the eval stage's baseline) on the same train/val split as the trials."""
+    from trainforge.evaluate.baseline import tfidf_lr_predict
+
+    def rows(name):
+        return [json.loads(line) for line in (run_dir / "data" / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()]
+
+    train, val = rows("train"), rows("val")
+    pred = tfidf_lr_predict([r["text"] for r in train], [r["label"] for r in train], [r["text"] for r in val], seed)
+    return sum(p == r["label"] for p, r in zip(pred, val)) / len(val)
+
+
 def steps_to_reach(summary: dict, target: float) -> int | None:
     """Training steps spent, in trial order, until the best so far reached `target` (None: never)."""
     spent, best = 0, None
@@ -129,7 +141,8 @@ def main() -> None:
             res[label] = tune(str(cfg), [])
         rnd, tpe = res["random"], res["tpe+median"]
         reach = steps_to_reach(tpe, rnd["best_value"])
-        rows.append({"seed": seed, "random_best": rnd["best_value"], "random_steps": rnd["total_steps"],
+        baseline = baseline_accuracy(Path(rnd["trials"][0]["run_dir"]), seed)
+        rows.append({"seed": seed, "tfidf_lr": baseline, "random_best": rnd["best_value"], "random_steps": rnd["total_steps"],
                      "tpe_best": tpe["best_value"], "tpe_steps": tpe["total_steps"],
                      "tpe_pruned": sum(t["state"] == "PRUNED" for t in tpe["trials"]),
                      "tpe_steps_to_random_best": reach,
@@ -138,10 +151,12 @@ def main() -> None:
         print(f"seed {seed}: random best {r['random_best']:.4f} in {r['random_steps']} steps · TPE+median best "
               f"{r['tpe_best']:.4f} in {r['tpe_steps']} steps ({r['tpe_pruned']} pruned) · reached random's best after "
               f"{reach if reach is not None else 'never'} steps"
-              + (f" = {r['share']:.0%} of random's compute" if r["share"] is not None else ""), flush=True)
+              + (f" = {r['share']:.0%} of random's compute" if r["share"] is not None else "")
+              + f" · TF-IDF + LR baseline {baseline:.4f}", flush=True)
     shares = [r["share"] for r in rows if r["share"] is not None]
     print(f"\nmean best val accuracy: random {statistics.mean(r['random_best'] for r in rows):.4f} · "
-          f"TPE+median {statistics.mean(r['tpe_best'] for r in rows):.4f}")
+          f"TPE+median {statistics.mean(r['tpe_best'] for r in rows):.4f} · "
+          f"TF-IDF + LR baseline {statistics.mean(r['tfidf_lr'] for r in rows):.4f} · majority 0.5")
     print(f"total steps: random {sum(r['random_steps'] for r in rows)} · TPE+median {sum(r['tpe_steps'] for r in rows)} "
           f"(ratio {sum(r['tpe_steps'] for r in rows) / sum(r['random_steps'] for r in rows):.2f})")
     print(f"TPE+median reached random's best in {len(shares)}/{len(rows)} seeds, with "
