@@ -276,8 +276,12 @@ def run_workers(s: Search, parent: str | None) -> None:
     try:
         codes = [p.wait() for p in procs]
     except KeyboardInterrupt:
-        for p in procs:  # a terminal's Ctrl-C reaches them too; a kill of this process alone must as well
-            if p.poll() is None:
+        # A terminal's Ctrl-C reaches the workers too: give them time to record their trial before a second
+        # SIGINT could interrupt that; an interrupt of this process alone is passed on after the wait.
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
                 p.send_signal(signal.SIGINT)
         for p in procs:
             p.wait()
