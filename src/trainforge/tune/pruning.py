@@ -51,8 +51,12 @@ class PruneReport:
         self.direction = direction
         self.score, self.negate = report_score(pruner, direction)
         self.enabled = pruner.kind != "none"
-        self.last_step = 0
+        self.last_step = 0  # of the last evaluation reported
         self.last_value: float | None = None
+        self.trained = 0  # optimizer steps so far: what a failed or interrupted trial spent
+
+    def on_step_end(self, step: int, model, optimizer) -> None:
+        self.trained = step
 
     def _pick(self, scores: dict) -> None:
         lower = [k for k in scores if any(w in k for w in LOWER_IS_BETTER)]

@@ -163,16 +163,16 @@ class Objective:
         except StageFailed as e:
             if not isinstance(e.cause, optuna.TrialPruned):
                 trial.set_user_attr("error", str(e)[:2000])
-                trial.set_user_attr("steps", report.last_step)
+                trial.set_user_attr("steps", report.trained)
                 raise
             pruned, state = str(e.cause), "PRUNED"  # leave the except block: the traceback (and the model) goes
         except KeyboardInterrupt:
-            trial.set_user_attr("error", f"interrupted (Ctrl-C) at step {report.last_step}")
-            trial.set_user_attr("steps", report.last_step)
+            trial.set_user_attr("error", f"interrupted (Ctrl-C) at step {report.trained}")
+            trial.set_user_attr("steps", report.trained)
             raise
         except Exception as e:
             trial.set_user_attr("error", f"{type(e).__name__}: {e}"[:2000])
-            trial.set_user_attr("steps", report.last_step)
+            trial.set_user_attr("steps", report.trained)
             raise
         finally:
             if state != "COMPLETE":  # a complete trial is tagged once its metric is read
@@ -191,7 +191,7 @@ class Objective:
                 self._track(cfg, trial, "FAIL")
                 raise UserError(message)
             values.append(float(value))
-        trial.set_user_attr("steps", result.metrics.get("train", {}).get("steps", report.last_step))
+        trial.set_user_attr("steps", result.metrics.get("train", {}).get("steps", report.trained))
         self._track(cfg, trial, "COMPLETE")
         return values[0] if len(values) == 1 else values
 
