@@ -86,7 +86,7 @@ class TuneConfig(Section):
     """Dotted config keys → search dimension, e.g. `train.lr: {low: 1e-4, high: 3e-3, log: true}`."""
     metric: str | list[str] = "eval.model_accuracy"
     """`stage.metric` from a trial's run, as the manifest and MLflow name it; a list of two or more is a
-    multi-objective study (e.g. `[eval.model_accuracy, compress.int8_p50_b1_ms]`) whose result is the Pareto front."""
+    multi-objective study (e.g. `[eval.model_accuracy, compress.int8_dynamic_p50_b1_ms]`) whose result is the Pareto front."""
     direction: Direction | list[Direction] = "maximize"
     """Whether a higher metric is better; one per metric for a multi-objective study."""
     trials: int = Field(20, ge=1)
