@@ -265,7 +265,8 @@ def run_compress(ctx) -> dict:
                               "original_metric": base.metrics[cfg.metric], "original_p50_b32_ms": base.p50_b32_ms}
     for r in results:
         flat.update({f"{r.name}_metric": r.metric, f"{r.name}_speedup_b32": r.speedup_b32,
-                     f"{r.name}_size_mb": r.size_mb, f"{r.name}_passed": float(r.passed)})
+                     f"{r.name}_size_mb": r.size_mb, f"{r.name}_passed": float(r.passed),
+                     f"{r.name}_p50_b1_ms": measured[r.name].p50_b1_ms})  # a tune objective: latency at batch 1
     if cfg.onnx:
         flat.update(run_onnx(model, b32[:3], out, cfg))
     return flat
