@@ -59,6 +59,10 @@ def run_train(ctx) -> dict:
     from trainforge.threads import torch_threads
 
     with torch_threads(ctx.section.threads):
+        if ctx.section.task == "grpo":  # a recipe with its own loop (posttrain/grpo_loop.py)
+            from trainforge.posttrain.grpo_stage import run_grpo_train
+
+            return run_grpo_train(ctx)
         return _run_train(ctx)
 
 
