@@ -99,7 +99,7 @@ def evaluate_grpo(job, grpo_meta: dict) -> dict[str, float]:
     (job.out / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False))
     sft_text = f", SFT model {metrics['sft']['exact_match']:.3f}" if "sft" in metrics else ""
     console.print(f"          answers: exact match {model_m['exact_match']:.3f}{sft_text}, majority-answer baseline "
-                  f"{base['exact_match']:.3f}; pass@{k} {model_m[f'pass@{k}']:.3f}; format {model_m['format_rate']:.2f} "
+                  f"{base['exact_match']:.3f}; pass@{k} {model_m[f'pass_at_{k}']:.3f}; format {model_m['format_rate']:.2f} "
                   f"on {len(rows)} prompts")
     flat = {f"model_{m}": v for m, v in model_m.items()}
     flat.update({f"sft_{m}": v for m, v in metrics.get("sft", {}).items()})
