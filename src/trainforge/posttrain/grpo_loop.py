@@ -192,8 +192,8 @@ def grpo_fit(model, tokenizer, prompts: Prompts, loop: LoopConfig, grpo: GrpoCon
     with progress_bar(stage, total=total, unit="steps") as bar:
         bar.advance(start)
         for step in range(start, total):
-            t_step = time.perf_counter()
-            gen_seconds = 0.0
+            t_step = t_round = time.perf_counter()
+            gen_seconds = round_gen = 0.0
             if buffer is None:
                 # ---- generate: P prompts × G samples, in the epoch's shuffled order
                 if not queue:
@@ -205,7 +205,7 @@ def grpo_fit(model, tokenizer, prompts: Prompts, loop: LoopConfig, grpo: GrpoCon
                 t_gen = time.perf_counter()
                 rolled = rollout_lib.generate(model, tokenizer, [prompts.ids[i] for i in chosen], grpo.max_new_tokens,
                                               grpo.temperature, grpo.top_p, seeds, grpo.generation_batch)
-                gen_seconds = time.perf_counter() - t_gen
+                gen_seconds = round_gen = time.perf_counter() - t_gen
                 # ---- score: every reward function once on the batch; group advantages
                 scores = score(rewards, [prompts.texts[i] for i in chosen], rolled.texts,
                                _columns([prompts.columns[i] for i in chosen]))
@@ -276,6 +276,8 @@ def grpo_fit(model, tokenizer, prompts: Prompts, loop: LoopConfig, grpo: GrpoCon
                 end_of_round = buffer.done_iterations == mu
                 if end_of_round:
                     buffer = None
+                    round_seconds = time.perf_counter() - t_round
+                    entry["round_generation_share"] = round(round_gen / round_seconds, 4) if round_seconds else 0.0
                 if (loop.checkpoint_every and (update + 1) % loop.checkpoint_every == 0) or \
                         (end_of_round and (not queue or step + 1 == total)):
                     save(step + 1 if end_of_round else step, update + 1)
@@ -283,12 +285,12 @@ def grpo_fit(model, tokenizer, prompts: Prompts, loop: LoopConfig, grpo: GrpoCon
                     break
             bar.advance()
             last = result.history[-1]
-            bar.note(f"reward {last['reward']:.3f}  len {last['completions/mean_length']:.1f}  "
-                     f"gen {last['generation_share']:.0%}")
+            share = last.get("round_generation_share", last["generation_share"])
+            bar.note(f"reward {last['reward']:.3f}  len {last['completions/mean_length']:.1f}  gen {share:.0%}")
             if (step + 1) % log_line_every == 0:
                 console.print(f"          {stage} step {step + 1}/{total}  reward {last['reward']:.3f} ± {last['reward_std']:.3f}  "
                               f"zero-std groups {last['frac_reward_zero_std']:.0%}  length {last['completions/mean_length']:.1f}  "
-                              f"generation {last['generation_share']:.0%} of the step")
+                              f"generation {share:.0%} of the round")
     result.steps = total
     result.seconds = time.perf_counter() - t_start
     return result
