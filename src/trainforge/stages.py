@@ -31,6 +31,7 @@ SPEC_MODULES: tuple[str, ...] = (
     "trainforge.compress.spec",
     "trainforge.serve.spec",
     "trainforge.tune.spec",
+    "trainforge.posttrain.distill_spec",
 )
 
 
