@@ -42,11 +42,14 @@ def engine_for(model, tokenizer):
 
 
 def generate(model, tokenizer, prompt_ids: list[list[int]], max_new_tokens: int, temperature: float, top_p: float,
-             seeds: list[int], batch_size: int = 64) -> Rollouts:
-    """One completion per prompt (repeat a prompt G times for a group), `batch_size` rows per decode wave."""
+             seeds: list[int], batch_size: int = 64, ignore_eos: bool = False) -> Rollouts:
+    """One completion per prompt (repeat a prompt G times for a group), `batch_size` rows per decode wave.
+    ignore_eos: decode all max_new_tokens (benchmarks: the same work as generate(min_new_tokens=…))."""
     from trainforge.serve.batching import GenRequest, generate_batch
 
     engine = engine_for(model, tokenizer)
+    if ignore_eos:
+        engine.eos_ids = set()
     eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else next(iter(engine.eos_ids))
     was_training = model.training
     model.eval()
