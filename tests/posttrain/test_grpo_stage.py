@@ -57,3 +57,24 @@ def test_sft_then_grpo_then_eval_then_serve(tmp_path):
         assert reply.choices[0].message.content is not None and reply.usage.completion_tokens >= 1
     finally:
         server.stop()
+
+
+def test_the_example_config_is_valid_and_says_what_it_runs():
+    from pathlib import Path
+
+    from trainforge.config import load_config
+
+    cfg = load_config(Path(__file__).resolve().parents[2] / "examples" / "grpo.yaml")
+    assert cfg.train.task == "grpo" and cfg.train.grpo.sft_steps > 0 and cfg.eval is not None
+    assert [r.name for r in cfg.train.grpo.rewards] == ["exact_answer", "think_format"]
+
+
+def test_virtual_token_methods_are_refused_before_any_work(tmp_path):
+    from trainforge.errors import UserError
+
+    cfg = validate_config({"name": "g", "runs_dir": str(tmp_path), "tracking": {"enabled": False},
+                           "data": {"sources": [{"builtin": "arithmetic", "label_field": None, "limit": 30}],
+                                    "dedup": {"near": None}, "decontaminate": None},
+                           "train": {"task": "grpo", "method": "prompt", "model": "llama-tiny"}})
+    with pytest.raises(UserError, match="virtual tokens"):
+        run_pipeline(cfg)

@@ -41,6 +41,9 @@ def run_grpo_train(ctx) -> dict:
     from trainforge.train.stage import build_model, keeps_adapter, save_model
 
     cfg, g = ctx.section, ctx.section.grpo
+    if cfg.method in ("prompt", "prefix"):
+        raise UserError(f"train.task=grpo with method {cfg.method}: the rollout engine (serve's KV-cache decoder) cannot "
+                        f"carry peft's virtual tokens; use method full, freeze or lora")
     device = resolve_device(ctx.config.device, "device")
     train_rows, val_rows = read_jsonl(ctx.path(paths.TRAIN_SPLIT)), read_jsonl(ctx.path(paths.VAL_SPLIT))
     if not train_rows or not val_rows:
