@@ -122,7 +122,7 @@ def main() -> None:
     print(f"   batched generate() (P×G)     {t['batched_generate_tok_s']:9,.0f}")
     print(f"   our engine (P×G, KV cache)   {t['engine_tok_s']:9,.0f}   {t['engine_tok_s'] / t['sequential_generate_tok_s']:.1f}× "
           f"sequential, {t['engine_tok_s'] / t['batched_generate_tok_s']:.2f}× batched generate()")
-    s = step_share(model, tok, P, G, N, 2 if args.quick else 4)
+    s = step_share(model, tok, P, G, N, 1 if args.quick else 2)
     ratio = t["engine_tok_s"] / t["sequential_generate_tok_s"]
     seq_gen = s["generation_seconds"] * ratio
     seq_share = seq_gen / (seq_gen + s["step_seconds"] - s["generation_seconds"])
