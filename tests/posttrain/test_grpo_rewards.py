@@ -73,3 +73,14 @@ def test_arithmetic_is_a_builtin_source_of_prompt_records():
     first = next(arithmetic_records(1))
     assert recs[0].prompt == first["prompt"] and recs[0].reference == first["reference"]
     assert recs[0].to_json()["response"] == first["response"]
+
+
+def test_reviews_become_prompts_answered_by_label():
+    from trainforge.posttrain.grpo_loop import frame_labelled
+
+    rows = frame_labelled([{"text": "房间很干净", "label": "positive"}, {"prompt": "2+2?", "reference": "4"}], "prompt",
+                          "这条评论是正面还是负面？\n{text}", {"positive": "正面", "negative": "负面"})
+    assert rows[0]["prompt"] == "这条评论是正面还是负面？\n房间很干净" and rows[0]["reference"] == "正面"
+    assert rows[1] == {"prompt": "2+2?", "reference": "4"}
+    completions = ["<think>干净</think><answer>正面</answer>", "负面"]
+    assert label_match([r["prompt"] for r in rows], completions, reference=["正面", "正面"]) == [1.0, 0.0]

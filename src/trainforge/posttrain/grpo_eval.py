@@ -72,7 +72,11 @@ def evaluate_grpo(job, grpo_meta: dict) -> dict[str, float]:
     device = job.device if job.device is not None else torch.device("cpu")
     prompt_field, k = grpo_meta["prompt_field"], grpo_meta["eval_samples"]
     correct = correctness_reward(grpo_meta["rewards"])
-    rows = [r for r in job.rows if isinstance(r.get(prompt_field), str)][: grpo_meta["eval_prompts"]]
+    from trainforge.posttrain.grpo_loop import frame_labelled
+
+    frame = lambda rs: frame_labelled(rs, prompt_field, grpo_meta.get("template", "{text}"), grpo_meta.get("label_names", {}))  # noqa: E731
+    rows = [r for r in frame(job.rows) if isinstance(r.get(prompt_field), str)][: grpo_meta["eval_prompts"]]
+    train_rows = frame(job.train_rows)
     args = dict(prompt_field=prompt_field, correct=correct, k=k, max_new_tokens=grpo_meta["max_new_tokens"],
                 temperature=grpo_meta["temperature"], seed=job.seed)
     scored = {}
@@ -80,7 +84,7 @@ def evaluate_grpo(job, grpo_meta: dict) -> dict[str, float]:
         if (path / "config.json").is_file():
             model = load_causal_lm(path).to(device)
             scored[name] = score_model(model, load_tokenizer(path), rows, **args)
-    base = majority_baseline(job.train_rows, rows, prompt_field, correct, k)
+    base = majority_baseline(train_rows, rows, prompt_field, correct, k)
     samples = scored["model"].pop("samples")
     scored.get("sft", {}).pop("samples", None)
     (job.out / "generations.jsonl").write_text("".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples),

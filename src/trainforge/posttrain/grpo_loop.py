@@ -68,6 +68,18 @@ class Prompts:
     columns: list[dict]
 
 
+def frame_labelled(rows: list[dict], prompt_field: str, template: str, label_names: dict[str, str]) -> list[dict]:
+    """A labelled text record without a prompt (the reviews) gets one from `template` (train.sft.template) and its
+    label's answer (train.sft.label_names) as `reference`: "answer 正面 or 负面", scored by label_match."""
+    out = []
+    for r in rows:
+        if not isinstance(r.get(prompt_field), str) and isinstance(r.get("text"), str) and r.get("label") is not None:
+            r = {**r, prompt_field: template.format(text=r["text"]),
+                 "reference": label_names.get(str(r["label"]), str(r["label"]))}
+        out.append(r)
+    return out
+
+
 def encode_prompts(rows: list[dict], tokenizer, prompt_field: str, max_prompt_tokens: int) -> Prompts:
     from trainforge.chat import prompt_ids
     from trainforge.errors import UserError

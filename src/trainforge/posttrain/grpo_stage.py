@@ -32,7 +32,7 @@ def run_grpo_train(ctx) -> dict:
     from trainforge import paths
     from trainforge.device import resolve_device
     from trainforge.models.presets import count_parameters, resolve_model
-    from trainforge.posttrain.grpo_loop import encode_prompts, grpo_fit
+    from trainforge.posttrain.grpo_loop import encode_prompts, frame_labelled, grpo_fit
     from trainforge.tasks import ModelSpec, write_model_info
     from trainforge.tasks.grpo import GRPO_FILE, GRPOTask
     from trainforge.tasks.info import PromptFormat
@@ -48,8 +48,11 @@ def run_grpo_train(ctx) -> dict:
     train_rows, val_rows = read_jsonl(ctx.path(paths.TRAIN_SPLIT)), read_jsonl(ctx.path(paths.VAL_SPLIT))
     if not train_rows or not val_rows:
         raise UserError(f"train: {paths.TRAIN_SPLIT} and {paths.VAL_SPLIT} must both hold records; lower data.split.val or add data")
+    train_rows, val_rows = (frame_labelled(rows, g.prompt_field, cfg.sft.template, dict(cfg.sft.label_names))
+                            for rows in (train_rows, val_rows))
     target = resolve_model(cfg.model, ctx.run_dir)
-    task = GRPOTask(PromptFormat(g.prompt_field, g.sft_response_field, max_new_tokens=g.max_new_tokens), cfg.max_length)
+    task = GRPOTask(PromptFormat(g.prompt_field, g.sft_response_field, cfg.sft.template, dict(cfg.sft.label_names),
+                                 g.max_new_tokens), cfg.max_length)
     tokenizer = text_tokenizer(target, cfg.tokenizer.kind, cfg.tokenizer.vocab_size, cfg.tokenizer.min_frequency,
                                cfg.max_length, _texts(train_rows))
     for d in (paths.TOKENIZER, paths.MODEL, paths.ADAPTER):
@@ -63,10 +66,10 @@ def run_grpo_train(ctx) -> dict:
     if g.sft_steps:  # the SFT phase: the supervised loop on the worked responses, then GRPO from there
         from trainforge.train.loop import fit
 
-        missing = sum(g.sft_response_field not in r for r in train_rows)
+        missing = sum(g.sft_response_field not in r and "label" not in r for r in train_rows)
         if missing:
-            raise UserError(f"grpo.sft_steps={g.sft_steps}: {missing} train records have no '{g.sft_response_field}' "
-                            f"field (grpo.sft_response_field); set grpo.sft_steps: 0 to start GRPO from train.model")
+            raise UserError(f"grpo.sft_steps={g.sft_steps}: {missing} train records have neither a '{g.sft_response_field}' "
+                            f"field (grpo.sft_response_field) nor a label; set grpo.sft_steps: 0 to start GRPO from train.model")
         sft_cfg = cfg.model_copy(update={"max_steps": g.sft_steps, "lr": g.sft_lr or cfg.lr, "eval_every": None})
         enc_train, enc_val = task.encode(train_rows, tokenizer), task.encode(val_rows, tokenizer, held_out=True)
         res = fit(model, enc_train, enc_val, sft_cfg, tokenizer.pad_token_id, ctx.config.seed,
@@ -98,7 +101,7 @@ def run_grpo_train(ctx) -> dict:
              "trainable_parameters": n_trainable}
     (out / "trainer_state.json").write_text(json.dumps(state, indent=1))
     write_model_info(out, task.model_info(spec, setup.model, cfg.method, adapter=keeps_adapter(cfg)))
-    meta = {"prompt_field": g.prompt_field, "rewards": [r.name for r in g.rewards],
+    meta = {"prompt_field": g.prompt_field, "template": cfg.sft.template, "label_names": dict(cfg.sft.label_names), "rewards": [r.name for r in g.rewards],
             "reward_specs": [r.model_dump(mode="json") for r in g.rewards], "max_new_tokens": g.max_new_tokens,
             "temperature": g.temperature, "eval_samples": g.eval_samples, "eval_prompts": g.eval_prompts,
             "sft_seconds": round(sft_seconds, 2), "grpo_seconds": round(result.seconds, 2)}
