@@ -39,7 +39,7 @@ from trainforge.posttrain import rollouts as rollout_lib
 from trainforge.posttrain.grpo import group_advantages, policy_loss, token_logprobs
 from trainforge.posttrain.grpo_config import GrpoConfig
 from trainforge.posttrain.rewards import Reward, build_rewards, score
-from trainforge.train import checkpoint
+from trainforge.train import checkpoint, memory
 from trainforge.train.config import LoopConfig
 from trainforge.train.loop import lr_at, param_groups
 
@@ -171,6 +171,16 @@ def grpo_fit(model, tokenizer, prompts: Prompts, loop: LoopConfig, grpo: GrpoCon
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     n_rows = P * G
     micro = max(1, math.ceil(n_rows / loop.grad_accum))
+    # the supervised loop's memory estimate, on the longest [prompt | completion] row: the micro-batch halves to fit
+    seq_len = max(map(len, prompts.ids)) + grpo.max_new_tokens
+    limit = int(loop.memory_limit_gb * (1 << 30)) if loop.memory_limit_gb else int(0.8 * devices.available_memory(device))
+    fitted, est = memory.fit_micro_batch(model, micro, seq_len, precision, True, limit,
+                                         checkpointing=loop.gradient_checkpointing, on_cpu=device.type == "cpu")
+    ref_bytes = sum(p.numel() * p.element_size() for p in reference.parameters()) if reference not in (None, model) else 0
+    console.print(f"          memory estimate at micro-batch {micro}×{seq_len} tokens: {est.describe()}"
+                  f"{f' + reference copy {ref_bytes / (1 << 30):.2f} GiB' if ref_bytes else ''} (limit {limit / (1 << 30):.1f} GiB)"
+                  f"{f'; micro-batch {micro} → {fitted}' if fitted != micro else ''}")
+    micro = fitted
 
     # ---- resume: weights, optimizer, RNGs, epoch order, the round in progress
     result, queue, buffer, start = GrpoResult(), [], None, 0

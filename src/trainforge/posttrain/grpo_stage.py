@@ -40,7 +40,12 @@ def run_grpo_train(ctx) -> dict:
     from trainforge.train.methods import apply_method
     from trainforge.train.stage import build_model, keeps_adapter, save_model
 
+    from trainforge.train.distributed import init
+
     cfg, g = ctx.section, ctx.section.grpo
+    if init().active:
+        raise UserError("train.task=grpo runs in one process (its rollouts and updates are not sharded across ranks yet); "
+                        "run it without torchrun")
     if cfg.method in ("prompt", "prefix"):
         raise UserError(f"train.task=grpo with method {cfg.method}: the rollout engine (serve's KV-cache decoder) cannot "
                         f"carry peft's virtual tokens; use method full, freeze or lora")
