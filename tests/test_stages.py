@@ -106,9 +106,9 @@ def _stage(name: str, *after: str) -> StageSpec:
 
 def test_built_in_order_is_unchanged_and_sections_follow_their_stages():
     assert [s.name for s in stages.stage_specs()] == ["data", "pretrain", "train", "eval", "compress", "register"]
-    assert [s.name for s in stages.specs()][-2:] == ["serve", "tune"]
+    assert [s.name for s in stages.specs()][-3:] == ["serve", "tune", "distill"]
     assert list(Config.model_fields) == ["name", "seed", "runs_dir", "tracking", "device", "data", "pretrain", "train", "eval",
-                                         "compress", "register", "serve", "tune"]
+                                         "compress", "register", "serve", "tune", "distill"]
     assert stages.upstream("train") == ("data", "pretrain", "train")
     assert stages.upstream("eval") == ("data", "pretrain", "train", "eval")
 
