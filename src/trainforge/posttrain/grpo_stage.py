@@ -62,6 +62,9 @@ def run_grpo_train(ctx) -> dict:
                                cfg.max_length, _texts(train_rows))
     for d in (paths.TOKENIZER, paths.MODEL, paths.ADAPTER):
         shutil.rmtree(ctx.path(d), ignore_errors=True)
+    if not cfg.resume:  # a fresh run: an earlier run's later-numbered checkpoints would outlive (and outrank) this one's
+        for phase in ("sft", "grpo"):
+            shutil.rmtree(ctx.path(paths.CHECKPOINTS, "train", phase), ignore_errors=True)
     task.prepare_tokenizer(tokenizer)
     spec = ModelSpec(cfg.model, cfg.max_length, cfg.dropout, run_dir=ctx.run_dir)
     model = build_model(cfg, task, spec, tokenizer, target, device)
