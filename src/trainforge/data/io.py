@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Union
 
-from trainforge.data.builtin import builtin_lines, strip_seg_tags
+from trainforge.data.builtin import RECORD_BUILTINS, builtin_lines, strip_seg_tags
 from trainforge.data.config import SourceConfig
 from trainforge.errors import UserError
 
@@ -139,6 +139,14 @@ def read_source(src: SourceConfig) -> Iterator[Item]:
 
 
 def _read_builtin(src: SourceConfig) -> Iterator[Item]:
+    if src.builtin in RECORD_BUILTINS:  # generated records (arithmetic): prompt, reference, the rest in meta
+        for i, rec in enumerate(RECORD_BUILTINS[src.builtin](), start=1):
+            if src.limit is not None and i > src.limit:
+                return
+            rec = dict(rec)
+            yield Record(f"{src.builtin}:{i}", None, None, src.builtin, i, prompt=rec.pop("prompt"),
+                         reference=rec.pop("reference"), meta=rec)
+        return
     n = 0
     for path, line_no, raw, label in builtin_lines(src.builtin):
         if src.limit is not None and n >= src.limit:

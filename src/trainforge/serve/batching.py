@@ -211,8 +211,9 @@ def _cache_kwargs(model, out) -> dict:
     return {"past_key_values": out.past_key_values}
 
 
-def generate_batch(engine, requests: list[GenRequest]) -> None:
-    """Decode a batch with a KV cache: prefill the left-padded prompts, then one token per step."""
+def generate_batch(engine, requests: list[GenRequest]) -> list[list[int]]:
+    """Decode a batch with a KV cache: prefill the left-padded prompts, then one token per step.
+    Returns each request's generated token ids (without the end-of-sequence token; GRPO rollouts read them)."""
     import torch
 
     model, pad, device = engine.model, engine.pad_id, engine.device
@@ -248,3 +249,4 @@ def generate_batch(engine, requests: list[GenRequest]) -> None:
     for row in rows:
         if not row.done:
             row.finish("length")
+    return [row.ids for row in rows]

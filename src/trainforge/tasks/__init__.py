@@ -11,6 +11,7 @@ from pathlib import Path
 from trainforge.tasks.base import EvalJob, ModelSpec, Task
 from trainforge.tasks.causal_lm import CausalLMTask
 from trainforge.tasks.classification import ClassificationTask
+from trainforge.tasks.grpo import GRPOTask
 from trainforge.tasks.info import ModelInfo, read_model_info, write_model_info
 from trainforge.tasks.sft import SFTTask
 
@@ -18,6 +19,7 @@ TASKS: dict[str, type] = {
     ClassificationTask.name: ClassificationTask,
     CausalLMTask.name: CausalLMTask,
     SFTTask.name: SFTTask,
+    GRPOTask.name: GRPOTask,
 }
 
 __all__ = ["TASKS", "Task", "ModelSpec", "EvalJob", "ModelInfo", "ClassificationTask", "CausalLMTask", "SFTTask",

@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from trainforge.data.config import SourceConfig
+from trainforge.posttrain.grpo_config import GrpoConfig
 from trainforge.section import Section
 
 
@@ -172,8 +173,9 @@ class SftConfig(Section):
 class TrainConfig(LoopConfig):
     """Fine-tune a model for the task; writes model/ (and adapter/ for peft methods) in Hugging Face format."""
 
-    task: Literal["classification", "sft"] = "classification"
-    """classification: a sequence classifier; sft: instruction tuning of a causal LM, loss on the response only."""
+    task: Literal["classification", "sft", "grpo"] = "classification"
+    """classification: a sequence classifier; sft: instruction tuning of a causal LM, loss on the response only;
+    grpo: RL with verifiable rewards on a causal LM (posttrain/grpo_loop.py, the grpo: section)."""
     method: Literal["full", "freeze", "unfreeze", "lora", "prompt", "prefix"] = "full"
     """full | freeze (top N blocks + head) | unfreeze (progressive, per-group lrs) | lora | prompt | prefix."""
     model: str = "encoder-tiny"
@@ -209,6 +211,8 @@ class TrainConfig(LoopConfig):
     class_weights: Literal["balanced"] | dict[str, float] | None = None
     """task=classification: weight each example's loss by its class: balanced (n / (classes × class count), the
     skew undone without touching the data) or {label: weight}; null: unweighted. The data-side alternative is data.balance."""
+    grpo: GrpoConfig = GrpoConfig()
+    """task=grpo."""
     packing: bool = False
     """task=sft: concatenate each micro-batch into one row with restarting position_ids (no padding computed);
     needs a kernel that keeps packed examples apart (flash_attention_2, or transformers' sdpa/eager packed mask)."""
