@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Union
 
-from trainforge.data.builtin import builtin_lines, strip_seg_tags
+from trainforge.data.builtin import BUILTIN_RECORDS, builtin_lines, strip_seg_tags
 from trainforge.data.config import SourceConfig
 from trainforge.errors import UserError
 
@@ -139,6 +139,12 @@ def read_source(src: SourceConfig) -> Iterator[Item]:
 
 
 def _read_builtin(src: SourceConfig) -> Iterator[Item]:
+    if src.builtin in BUILTIN_RECORDS:  # image built-ins (digits): whole records
+        for n, r in enumerate(BUILTIN_RECORDS[src.builtin]()):
+            if src.limit is not None and n >= src.limit:
+                return
+            yield Record(r["id"], r.get("text"), r.get("label"), src.builtin, r["line"], r.get("meta", {}), image=r.get("image"))
+        return
     n = 0
     for path, line_no, raw, label in builtin_lines(src.builtin):
         if src.limit is not None and n >= src.limit:
@@ -188,7 +194,8 @@ KINDS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "tsv", ".tx
 
 def detect_format(path: Path) -> str:
     if path.is_dir():
-        return "hf"
+        datasets_dir = (path / "state.json").is_file() or (path / "dataset_dict.json").is_file()
+        return "hf" if datasets_dir or not any(p.is_dir() for p in path.iterdir()) else "image-folder"
     suffixes = [s for s in path.suffixes if s not in (".gz", ".zst")]
     kind = KINDS.get(suffixes[-1] if suffixes else ".txt")
     if kind is None:
@@ -202,7 +209,8 @@ def _read_path(src: SourceConfig) -> Iterator[Item]:
     if not path.exists():
         raise UserError(f"data.sources: {path}: no such file or directory")
     kind = detect_format(path) if src.format == "auto" else src.format
-    readers = {"jsonl": _jsonl, "csv": _csv, "tsv": _csv, "txt": _txt, "txt-doc": _txt_doc, "parquet": _parquet, "hf": _hf_dir}
+    readers = {"jsonl": _jsonl, "csv": _csv, "tsv": _csv, "txt": _txt, "txt-doc": _txt_doc, "parquet": _parquet, "hf": _hf_dir,
+               "image-folder": _image_folder}
     n = 0
     for item in readers[kind](path, src, delimiter="\t" if kind == "tsv" else ","):
         if src.limit is not None and n >= src.limit:
@@ -242,6 +250,16 @@ def _from_fields(path: Path, line_no: int, obj: dict, src: SourceConfig, raw: st
             (value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)).encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate from a JSON "\ud800" escape
         return Quarantined(str(path), line_no, "invalid_unicode", raw.encode("utf-8", "replace").decode())
+    if "image" in content:  # read it now: a missing or corrupt image is quarantined here, with its path
+        from trainforge.vision.images import check_image, to_data_url
+
+        if isinstance(content["image"], bytes):
+            content["image"] = to_data_url(content["image"])
+        elif not content["image"].startswith(("data:", "/", "http://", "https://", "file://")):
+            content["image"] = str(path.parent / content["image"])  # relative to the file that names it
+        reason = check_image(content["image"])
+        if reason:
+            return Quarantined(str(path), line_no, reason, f"image={content['image'][:300]}; {raw}")
     label = None
     if src.label_field is not None:
         label = obj.get(src.label_field)
@@ -271,6 +289,10 @@ def _content(obj: dict, fields: dict[str, str]) -> dict | str:
         if name == "text":
             if not isinstance(value, str):
                 return "non_string_text"
+        elif name == "image" and isinstance(value, (bytes, dict)):  # Parquet: image bytes, or datasets' {bytes, path}
+            value = value.get("bytes") or value.get("path") if isinstance(value, dict) else value
+            if not isinstance(value, (bytes, str)) or not value:
+                return "invalid_image"
         elif name in ("image", "audio"):
             if not isinstance(value, str):
                 return f"invalid_{name}"
@@ -386,6 +408,27 @@ def _txt_doc(path: Path, src: SourceConfig, delimiter: str = ",") -> Iterator[It
         yield Quarantined(str(path), 1, "empty_text", text)
     else:
         yield Record(path.name, text, None, str(path), 1)
+
+
+def _image_folder(path: Path, src: SourceConfig, delimiter: str = ",") -> Iterator[Item]:
+    """One sub-folder per class, its name the label: path/<label>/<image>. Files sorted, so ids are stable;
+    the 'line' of a record is its position in that order. A file that is not a readable image is quarantined."""
+    from trainforge.vision.images import check_image, is_image_file
+
+    n = 0
+    for class_dir in sorted(p for p in path.iterdir() if p.is_dir()):
+        for f in sorted(class_dir.rglob("*")):
+            if not f.is_file():
+                continue
+            n += 1
+            if not is_image_file(f):
+                yield Quarantined(str(f), n, "not_an_image_file", f.name)
+                continue
+            reason = check_image(str(f))
+            if reason:
+                yield Quarantined(str(f), n, reason, str(f))
+                continue
+            yield Record(f"{class_dir.name}/{f.relative_to(class_dir)}", None, class_dir.name, str(path), n, image=str(f.resolve()))
 
 
 def _rows(path: Path, batches) -> Iterator[tuple[int, dict]]:

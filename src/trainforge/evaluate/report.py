@@ -25,6 +25,7 @@ def evaluation(run_dir: Path) -> str | None:
             [[lab, c["support"], _f(c["precision"]), _f(c["recall"]), _f(c["f1"]), _f(base.get(lab, {}).get("f1"))]
              for lab, c in per_class.items()]))
     parts.append(img_tag(ev / "confusion_matrix.png", "confusion matrix") + img_tag(ev / "reliability.png", "reliability diagram"))
+    parts.append(img_tag(ev / "samples.png", "sample inputs with predictions"))  # image tasks (vision/evaluate.py)
     parts.append(_confused(read_json(ev / "confusion_matrix.json") or {}))
     analysis = read_json(ev / "analysis.json") or {}
     parts.append(_slices(analysis.get("slices", []), ev))

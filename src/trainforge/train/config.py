@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from trainforge.vision.config import ImageConfig
 from trainforge.data.config import SourceConfig
 from trainforge.section import Section
 
@@ -152,8 +153,9 @@ class SftConfig(Section):
 class TrainConfig(LoopConfig):
     """Fine-tune a model for the task; writes model/ (and adapter/ for peft methods) in Hugging Face format."""
 
-    task: Literal["classification", "sft"] = "classification"
-    """classification: a sequence classifier; sft: instruction tuning of a causal LM, loss on the response only."""
+    task: Literal["classification", "sft", "image_classification", "clip"] = "classification"
+    """classification: a sequence classifier; sft: instruction tuning of a causal LM, loss on the response only;
+    image_classification: an image → one of N labels (ViT, MobileNetV2, EfficientNet); clip: contrastive image–text."""
     method: Literal["full", "freeze", "unfreeze", "lora", "prompt", "prefix"] = "full"
     """full | freeze (top N blocks + head) | unfreeze (progressive, per-group lrs) | lora | prompt | prefix."""
     model: str = "encoder-tiny"
@@ -184,6 +186,8 @@ class TrainConfig(LoopConfig):
     """method=freeze or unfreeze."""
     sft: SftConfig = SftConfig()
     """task=sft."""
+    image: ImageConfig = ImageConfig()
+    """task=image_classification or clip: image size and training augmentation (trainforge/vision/config.py)."""
     packing: bool = False
     """task=sft: concatenate each micro-batch into one row with restarting position_ids (no padding computed);
     needs a kernel that keeps packed examples apart (flash_attention_2, or transformers' sdpa/eager packed mask)."""
