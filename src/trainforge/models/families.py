@@ -335,16 +335,21 @@ register_family(Family(
     classifier_class="transformers:EfficientNetForImageClassification", dropout_fields=("dropout_rate",),
     modality="image", int8_dynamic=False,
 ))
+# CLIP's text tower pools the first eos; transformers takes eos_token_id == 2 to mean "a legacy config: pool the
+# highest id", so a fresh BPE puts eos at id 3. Chinese-CLIP's text tower is BERT and pools [CLS].
+CLIP_BPE = BpeFraming((("pad_token", "<pad>"), ("unk_token", "<unk>"), ("bos_token", "<|startoftext|>"),
+                       ("eos_token", "<|endoftext|>")), first="<|startoftext|>", last="<|endoftext|>")
 # CLIP: two towers. "The blocks" are the vision tower's (freeze trains its top N and everything above it —
 # the text tower counts as head); LoRA adapts both towers' q/v projections (same names in each).
 register_family(Family(
     name="clip", model_types=("clip",), decoder=False, blocks=("vision_model.encoder.layers",),
     embeddings=("vision_model.embeddings",), heads=("visual_projection", "text_projection"),
     lora_targets=("q_proj", "v_proj"), config_class="transformers:CLIPConfig", dropout_fields=(), modality="image-text",
+    bpe=CLIP_BPE,
 ))
 register_family(Family(
     name="chinese_clip", model_types=("chinese_clip",), decoder=False, blocks=("vision_model.encoder.layers",),
     embeddings=("vision_model.embeddings",), heads=("visual_projection", "text_projection"),
     lora_targets=("q_proj", "v_proj", "query", "value"), config_class="transformers:ChineseCLIPConfig", dropout_fields=(),
-    modality="image-text",
+    modality="image-text", bpe=BERT_BPE,
 ))
