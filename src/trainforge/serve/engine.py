@@ -185,5 +185,9 @@ def load_engine(path: Path, device=None, dtype=None):
 
     check_model_dir(path)
     task, _ = task_for(path)
+    if getattr(task, "input_kind", "text") == "image":  # image classifiers (tasks/image_classification.py)
+        from trainforge.vision.serve import ImageClassifierEngine
+
+        return ImageClassifierEngine.load(path, device, dtype)
     engine = ClassifierEngine if task.serves_as == "classifier" else GeneratorEngine
     return engine.load(path, device, dtype)
