@@ -251,11 +251,9 @@ def _from_fields(path: Path, line_no: int, obj: dict, src: SourceConfig, raw: st
     except UnicodeEncodeError:  # a lone surrogate from a JSON "\ud800" escape
         return Quarantined(str(path), line_no, "invalid_unicode", raw.encode("utf-8", "replace").decode())
     if "image" in content:  # read it now: a missing or corrupt image is quarantined here, with its path
-        from trainforge.vision.images import check_image, to_data_url
+        from trainforge.vision.images import check_image
 
-        if isinstance(content["image"], bytes):
-            content["image"] = to_data_url(content["image"])
-        elif not content["image"].startswith(("data:", "/", "http://", "https://", "file://")):
+        if not content["image"].startswith(("data:", "/", "http://", "https://", "file://")):
             content["image"] = str(path.parent / content["image"])  # relative to the file that names it
         reason = check_image(content["image"])
         if reason:
@@ -293,6 +291,10 @@ def _content(obj: dict, fields: dict[str, str]) -> dict | str:
             value = value.get("bytes") or value.get("path") if isinstance(value, dict) else value
             if not isinstance(value, (bytes, str)) or not value:
                 return "invalid_image"
+            if isinstance(value, bytes):
+                from trainforge.vision.images import to_data_url
+
+                value = to_data_url(value)
         elif name in ("image", "audio"):
             if not isinstance(value, str):
                 return f"invalid_{name}"

@@ -68,7 +68,7 @@ class ClipTask:
         self.processor = tokenizer
 
     def encode(self, rows: list[dict], tokenizer, held_out: bool = False):
-        from trainforge.tasks.image_classification import load_rgb
+        from trainforge.vision.images import load_rgb
         from trainforge.vision.examples import PixelExamples
         from trainforge.vision.processor import pixel_values, processor_size
 

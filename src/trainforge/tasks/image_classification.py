@@ -19,25 +19,7 @@ from trainforge.errors import UserError
 from trainforge.tasks.base import EvalJob, ModelSpec
 from trainforge.tasks.info import ModelInfo
 from trainforge.vision.config import ImageConfig
-
-
-def load_rgb(rows: list[dict], size: int, where: str = "records") -> list:
-    """Each row's image as RGB at size × size. The data stage quarantined unreadable images; one that broke since
-    (a file deleted after the data stage ran) stops here with its id, path and reason."""
-    from PIL import Image
-
-    from trainforge.vision.images import ImageError, load_image
-
-    out = []
-    for r in rows:
-        if not r.get("image"):
-            raise UserError(f"{where}: record {r.get('id')} has no image; set data.sources[].image_field")
-        try:
-            image = load_image(r["image"])
-        except ImageError as e:
-            raise UserError(f"{where}: record {r.get('id')}: {e}; re-run the data stage to quarantine it") from None
-        out.append(image if image.size == (size, size) else image.resize((size, size), Image.Resampling.BILINEAR))
-    return out
+from trainforge.vision.images import load_rgb
 
 
 @dataclass

@@ -10,9 +10,9 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from trainforge.vision.config import ImageConfig
 from trainforge.data.config import SourceConfig
 from trainforge.section import Section
+from trainforge.vision.config import ImageConfig
 
 
 class TokenizerConfig(Section):

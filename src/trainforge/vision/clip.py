@@ -76,7 +76,7 @@ def load_clip(model_dir: Path, **kwargs):
 
 def clip_score_of(model_dir: Path, rows: list[dict], size: int | None = None) -> float:
     """CLIP score of an image–caption set ({image, text} records) under any CLIP model directory."""
-    from trainforge.tasks.image_classification import load_rgb
+    from trainforge.vision.images import load_rgb
     from trainforge.vision.processor import processor_size
     from trainforge.vision.retrieval import clip_score
 

@@ -53,7 +53,7 @@ def evaluate_image_classifier(task, job) -> dict:
     from trainforge.evaluate.errors import most_confused_pairs
     from trainforge.evaluate.metrics import classification_report, confusion_matrix
     from trainforge.evaluate.paired import mcnemar
-    from trainforge.tasks.image_classification import load_rgb
+    from trainforge.vision.images import load_rgb
 
     cfg, out, rows = job.cfg, job.out, job.rows
     device = job.device if job.device is not None else torch.device("cpu")

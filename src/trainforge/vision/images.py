@@ -120,3 +120,22 @@ def check_image(ref: str, base_dir: Path | None = None) -> str | None:
 
 def is_image_file(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def load_rgb(rows: list[dict], size: int, where: str = "records") -> list:
+    """Each row's image as RGB at size × size. The data stage quarantined unreadable images; one that broke since
+    (a file deleted after the data stage ran) stops here with its id, path and reason."""
+    from PIL import Image
+
+    from trainforge.errors import UserError
+
+    out = []
+    for r in rows:
+        if not r.get("image"):
+            raise UserError(f"{where}: record {r.get('id')} has no image; set data.sources[].image_field")
+        try:
+            image = load_image(r["image"])
+        except ImageError as e:
+            raise UserError(f"{where}: record {r.get('id')}: {e}; re-run the data stage to quarantine it") from None
+        out.append(image if image.size == (size, size) else image.resize((size, size), Image.Resampling.BILINEAR))
+    return out
