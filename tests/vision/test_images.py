@@ -64,11 +64,13 @@ def _folder(tmp_path):
 
 
 def test_image_folder_reader_labels_by_subfolder_and_quarantines_the_corrupt_one(tmp_path):
-    items = list(read_source(SourceConfig(path=str(_folder(tmp_path)))))
+    items = list(read_source(SourceConfig(path=str(_folder(tmp_path))), check_images=True))
     records = [i for i in items if isinstance(i, Record)]
     bad = [i for i in items if isinstance(i, Quarantined)]
     assert sorted(r.label for r in records) == ["cat", "cat", "dog", "dog"] and all(r.text is None for r in records)
     assert len(bad) == 1 and bad[0].reason == "corrupt_image" and bad[0].source.endswith("dog/broken.png")
+    unchecked = list(read_source(SourceConfig(path=str(tmp_path / "imgs"))))  # a reader alone never decodes
+    assert sum(isinstance(i, Record) for i in unchecked) == 5
 
 
 @pytest.mark.parametrize("kind", ["csv", "jsonl"])
@@ -80,13 +82,14 @@ def test_csv_and_jsonl_of_paths(tmp_path, kind):
         path.write_text("file,label\n" + "".join(f"{f},{lab}\n" for f, lab in rows))
     else:
         path.write_text("".join(json.dumps({"file": f, "label": lab}) + "\n" for f, lab in rows))
-    items = list(read_source(SourceConfig(path=str(path), image_field="file", text_field="caption")))
+    items = list(read_source(SourceConfig(path=str(path), image_field="file", text_field="caption"), check_images=True))
     kept = [i for i in items if isinstance(i, Record)]
     bad = {i.line: i.reason for i in items if isinstance(i, Quarantined)}
     first = 2 if kind == "csv" else 1  # the CSV header is line 1
     assert [r.label for r in kept] == ["cat", "dog"] and load_image(kept[0].image).size == (10, 7)
     assert bad == {first + 2: "corrupt_image", first + 3: "missing_image"}
-    assert all("broken.png" in i.raw or "missing.png" in i.raw for i in items if isinstance(i, Quarantined))
+    assert all(("broken.png" in i.raw or "missing.png" in i.raw) and i.source == str(path)
+               for i in items if isinstance(i, Quarantined))
 
 
 def test_parquet_with_image_bytes(tmp_path):
@@ -98,8 +101,8 @@ def test_parquet_with_image_bytes(tmp_path):
     pq.write_table(table, tmp_path / "x.parquet")
     struct = pa.table({"img": [{"bytes": good, "path": "x.png"}], "label": ["c"]})
     pq.write_table(struct, tmp_path / "y.parquet")  # datasets' Image feature: {bytes, path}
-    items = list(read_source(SourceConfig(path=str(tmp_path / "x.parquet"), image_field="img")))
-    items += list(read_source(SourceConfig(path=str(tmp_path / "y.parquet"), image_field="img")))
+    items = list(read_source(SourceConfig(path=str(tmp_path / "x.parquet"), image_field="img"), check_images=True))
+    items += list(read_source(SourceConfig(path=str(tmp_path / "y.parquet"), image_field="img"), check_images=True))
     kept = [i for i in items if isinstance(i, Record)]
     bad = [i for i in items if isinstance(i, Quarantined)]
     assert [r.label for r in kept] == ["a", "c"] and kept[0].image.startswith("data:image/png;base64,")

@@ -131,11 +131,32 @@ class Quarantined:
 Item = Union[Record, Quarantined]
 
 
-def read_source(src: SourceConfig) -> Iterator[Item]:
-    if src.builtin is not None:
-        yield from _read_builtin(src)
-    else:
-        yield from _read_path(src)
+def read_source(src: SourceConfig, check_images: bool = False) -> Iterator[Item]:
+    """check_images (the data stage): decode each record's image, resolve a relative path against its file, and
+    quarantine one that is missing or corrupt with the reason (trainforge/vision/images.py); readers alone never
+    load a reference."""
+    items = _read_builtin(src) if src.builtin is not None else _read_path(src)
+    if check_images and src.check_images:
+        items = checked_images(items)
+    yield from items
+
+
+def checked_images(items: Iterator[Item]) -> Iterator[Item]:
+    """Records whose image decodes pass, a relative path made absolute against the file naming it; one that does
+    not is quarantined with its file (an image folder's: the image itself), line and reason."""
+    from trainforge.vision.images import DATA_URL_PREFIX, check_image
+
+    for item in items:
+        if isinstance(item, Record) and item.image is not None:
+            ref = item.image
+            if not ref.startswith((DATA_URL_PREFIX, "/", "http://", "https://", "file://")) and Path(item.source).is_file():
+                item.image = ref = str(Path(item.source).parent / ref)
+            reason = check_image(ref)
+            if reason:
+                source = ref if Path(item.source).is_dir() else item.source
+                yield Quarantined(source, item.line, reason, f"image={ref[:300]}; id={item.id}")
+                continue
+        yield item
 
 
 def _read_builtin(src: SourceConfig) -> Iterator[Item]:
@@ -250,14 +271,6 @@ def _from_fields(path: Path, line_no: int, obj: dict, src: SourceConfig, raw: st
             (value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)).encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate from a JSON "\ud800" escape
         return Quarantined(str(path), line_no, "invalid_unicode", raw.encode("utf-8", "replace").decode())
-    if "image" in content:  # read it now: a missing or corrupt image is quarantined here, with its path
-        from trainforge.vision.images import check_image
-
-        if not content["image"].startswith(("data:", "/", "http://", "https://", "file://")):
-            content["image"] = str(path.parent / content["image"])  # relative to the file that names it
-        reason = check_image(content["image"])
-        if reason:
-            return Quarantined(str(path), line_no, reason, f"image={content['image'][:300]}; {raw}")
     label = None
     if src.label_field is not None:
         label = obj.get(src.label_field)
@@ -414,8 +427,9 @@ def _txt_doc(path: Path, src: SourceConfig, delimiter: str = ",") -> Iterator[It
 
 def _image_folder(path: Path, src: SourceConfig, delimiter: str = ",") -> Iterator[Item]:
     """One sub-folder per class, its name the label: path/<label>/<image>. Files sorted, so ids are stable;
-    the 'line' of a record is its position in that order. A file that is not a readable image is quarantined."""
-    from trainforge.vision.images import check_image, is_image_file
+    the 'line' of a record is its position in that order. A file without an image suffix is quarantined; with
+    check_images (the data stage) so is one that does not decode."""
+    from trainforge.vision.images import is_image_file
 
     n = 0
     for class_dir in sorted(p for p in path.iterdir() if p.is_dir()):
@@ -425,10 +439,6 @@ def _image_folder(path: Path, src: SourceConfig, delimiter: str = ",") -> Iterat
             n += 1
             if not is_image_file(f):
                 yield Quarantined(str(f), n, "not_an_image_file", f.name)
-                continue
-            reason = check_image(str(f))
-            if reason:
-                yield Quarantined(str(f), n, reason, str(f))
                 continue
             yield Record(f"{class_dir.name}/{f.relative_to(class_dir)}", None, class_dir.name, str(path), n, image=str(f.resolve()))
 

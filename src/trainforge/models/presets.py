@@ -145,6 +145,9 @@ def build_classifier(spec: str, vocab_size: int, num_labels: int, max_length: in
     target = resolve_model(spec, run_dir)
     config = None if isinstance(target, Preset) else AutoConfig.from_pretrained(target)
     family = family_named(target.family) if config is None else family_of(config)
+    if family.modality != "text":
+        raise UserError(f"train.model: '{spec}' is an {family.modality} model ({family.name}); task classification reads "
+                        f"text — use train.task: {'image_classification' if family.modality == 'image' else 'clip'}")
     pretrained_cls = AutoModelForSequenceClassification
     if pooling == "concat":
         if "concat" not in family.poolings:

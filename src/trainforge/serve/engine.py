@@ -189,5 +189,10 @@ def load_engine(path: Path, device=None, dtype=None):
         from trainforge.vision.serve import ImageClassifierEngine
 
         return ImageClassifierEngine.load(path, device, dtype)
+    if task.serves_as not in ("classifier", "generator"):
+        from trainforge.errors import UserError
+
+        raise UserError(f"{path}: a {task.name} model ({task.serves_as}); trainforge serve answers classifiers and "
+                        f"generators — embed with trainforge.vision.clip.embed, score with `trainforge eval` instead")
     engine = ClassifierEngine if task.serves_as == "classifier" else GeneratorEngine
     return engine.load(path, device, dtype)
