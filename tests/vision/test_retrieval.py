@@ -5,8 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trainforge.vision.retrieval import (clip_score, inception_score, positives_matrix, random_recall_at_k, recall_at_k,
-                                         retrieval_metrics)
+from trainforge.vision.retrieval import (
+    clip_score,
+    inception_score,
+    positives_matrix,
+    random_recall_at_k,
+    recall_at_k,
+    retrieval_metrics,
+)
 
 
 def test_recall_at_k_on_a_constructed_similarity_matrix():
@@ -59,3 +65,17 @@ def test_inception_score_by_hand():
     marginal = p.mean(0)
     kl = (p * np.log(p / marginal)).sum(1).mean()
     assert inception_score(p) == pytest.approx(np.exp(kl))
+
+
+def test_image_to_text_ranks_distinct_captions():
+    from trainforge.vision.retrieval import unique_captions
+
+    texts = ["seven", "seven", "one", "seven"]
+    cols, pos = unique_captions(texts)
+    assert cols == [0, 2] and pos.tolist() == [[True, False], [True, False], [False, True], [True, False]]
+    img = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [1.0, 0.1]])
+    txt = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])  # "seven" → e0, "one" → e1
+    m = retrieval_metrics(img, txt, texts=texts, ks=(1, 2))
+    assert m["model"]["i2t_recall_at_1"] == pytest.approx(3 / 4)  # image 1 (a seven) looks like "one"
+    assert m["model"]["i2t_recall_at_2"] == pytest.approx(1.0)   # 2 distinct captions: top 2 holds every one
+    assert m["random"]["i2t_recall_at_1"] == pytest.approx(0.5)

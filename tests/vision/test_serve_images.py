@@ -14,10 +14,10 @@ def image_server(tmp_path_factory, digit_rows):
     import torch
 
     from tests.serve.servers import start_server
+    from trainforge.models.presets import resolve_model
     from trainforge.tasks import ModelSpec, write_model_info
     from trainforge.tasks.image_classification import ImageClassificationTask
     from trainforge.train.config import TrainConfig
-    from trainforge.models.presets import resolve_model
 
     cfg = TrainConfig(task="image_classification", model="vit-tiny", image={"size": 16})
     task = ImageClassificationTask.for_training(cfg, digit_rows)

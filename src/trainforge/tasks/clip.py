@@ -68,8 +68,8 @@ class ClipTask:
         self.processor = tokenizer
 
     def encode(self, rows: list[dict], tokenizer, held_out: bool = False):
-        from trainforge.vision.images import load_rgb
         from trainforge.vision.examples import PixelExamples
+        from trainforge.vision.images import load_rgb
         from trainforge.vision.processor import pixel_values, processor_size
 
         images = load_rgb(rows, processor_size(tokenizer.image_processor), "data/val.jsonl" if held_out else "data/train.jsonl")
@@ -129,16 +129,17 @@ class ClipTask:
     def validate(self, model, val, pad_id: int, batch_size: int = 64) -> dict[str, float]:
         import torch
 
-        from trainforge.vision.retrieval import normalise, positives_matrix, recall_at_k
+        from trainforge.vision.retrieval import normalise, recall_at_k, unique_captions
 
         base = model.get_base_model() if hasattr(model, "get_base_model") else getattr(model, "model", model)
         img, txt = self.embeddings(model, val, batch_size)
         img, txt = normalise(img), normalise(txt)
-        logits = torch.from_numpy(img @ txt.T) * float(base.logit_scale.exp())
+        logits = torch.from_numpy(img @ txt.T) * float(base.logit_scale.detach().exp())
         target = torch.arange(len(val))
         loss = (torch.nn.functional.cross_entropy(logits, target) + torch.nn.functional.cross_entropy(logits.T, target)) / 2
         groups = None if min(val.labels) < 0 else val.labels
-        r = recall_at_k(img @ txt.T, positives_matrix(len(val), groups), (1,))
+        cols, pos = unique_captions([str(x) for x in val.extra["input_ids"]], groups)  # distinct captions, as eval ranks them
+        r = recall_at_k((img @ txt.T)[:, cols], pos, (1,))
         return {"val_loss": float(loss), "val_i2t_recall_at_1": r[1]}
 
     def build_model(self, spec: ModelSpec, tokenizer):

@@ -24,7 +24,7 @@ def evaluate_clip(task, job) -> dict:
 
     from trainforge.device import describe
     from trainforge.vision.clip import PairProcessor
-    from trainforge.vision.retrieval import normalise, positives_matrix, retrieval_metrics
+    from trainforge.vision.retrieval import normalise, retrieval_metrics, unique_captions
 
     cfg, out, rows = job.cfg, job.out, job.rows
     device = job.device if job.device is not None else torch.device("cpu")
@@ -34,7 +34,8 @@ def evaluate_clip(task, job) -> dict:
     enc = task.encode(rows, task.processor, held_out=True)
     img, txt = task.embeddings(model, enc, cfg.batch_size)
     groups = [index.get(r.get("label")) for r in rows] if task.groups else None
-    scores = retrieval_metrics(img, txt, groups)
+    texts = [r["text"] for r in rows]
+    scores = retrieval_metrics(img, txt, groups, texts=texts)
     metrics: dict = {"split": cfg.split, "n": len(rows), "headline": "i2t_recall_at_1",
                      "positives": "same label" if groups and None not in groups else "own pair only",
                      "model": scores["model"], "baseline": {"name": "random-ranking", **scores["random"]}}
@@ -47,30 +48,31 @@ def evaluate_clip(task, job) -> dict:
                   f"{base['i2t_recall_at_1']:.4f}; text→image {metrics['model']['t2i_recall_at_1']:.4f} vs "
                   f"{base['t2i_recall_at_1']:.4f}; CLIP score {metrics['model']['clip_score']:.2f} on {len(rows):,} pairs")
 
-    sim = normalise(img) @ normalise(txt).T
-    pos = positives_matrix(len(rows), groups)
+    cols, pos = unique_captions(texts, groups)  # image→text ranks the distinct captions
+    sim = (normalise(img) @ normalise(txt).T)[:, cols]
     top = np.argsort(-sim, axis=1, kind="stable")[:, :5]
-    write_jsonl(out / "retrieval.jsonl", ({"id": r["id"], "caption": r["text"], "retrieved": [rows[j]["text"] for j in top[i]],
+    shown = [[texts[cols[j]] for j in top[i]] for i in range(len(rows))]
+    write_jsonl(out / "retrieval.jsonl", ({"id": r["id"], "caption": r["text"], "retrieved": shown[i],
                                            "top1_matches": bool(pos[i, top[i, 0]])} for i, r in enumerate(rows)))
-    plot_retrieval_samples(enc.images, rows, top, pos, out / "samples.png", job.seed)
+    plot_retrieval_samples(enc.images, shown, [bool(pos[i, top[i, 0]]) for i in range(len(rows))], out / "samples.png",
+                           job.seed)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False))
     flat = {f"model_{k}": v for k, v in metrics["model"].items()}
     flat.update({f"baseline_{k}": v for k, v in base.items() if isinstance(v, float)})
     return flat
 
 
-def plot_retrieval_samples(images, rows, top, pos, path, seed: int, n: int = 8) -> None:
+def plot_retrieval_samples(images, shown: list[list[str]], hit: list[bool], path, seed: int, n: int = 8) -> None:
     from trainforge.evaluate.fonts import setup_cjk_font
     from trainforge.evaluate.plots import _plt, _save
 
     setup_cjk_font()  # the captions are half Chinese
     plt = _plt()
-    chosen = random.Random(seed).sample(range(len(rows)), min(n, len(rows)))
+    chosen = random.Random(seed).sample(range(len(images)), min(n, len(images)))
     fig, axes = plt.subplots(1, len(chosen), figsize=(1.9 * len(chosen), 2.4), squeeze=False)
     for ax, i in zip(axes[0], chosen):
         ax.imshow(np.asarray(images[i]))
         ax.axis("off")
-        ok = bool(pos[i, top[i, 0]])
-        ax.set_title(f"→ {rows[top[i, 0]]['text']}", fontsize=6, color="black" if ok else "red", wrap=True)
+        ax.set_title(f"→ {shown[i][0]}", fontsize=6, color="black" if hit[i] else "red", wrap=True)
     fig.suptitle("test images and the caption each retrieves first (wrong in red)", fontsize=9)
     _save(fig, path, dpi=90)

@@ -18,7 +18,6 @@ Where a method cannot apply, the variant is not built and compress/refused.json 
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import asdict
 from pathlib import Path

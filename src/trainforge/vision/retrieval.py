@@ -55,13 +55,34 @@ def normalise(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-def retrieval_metrics(image_emb: np.ndarray, text_emb: np.ndarray, groups: list | None = None, ks=(1, 5, 10)) -> dict:
-    """image→text and text→image recall@k, the random-ranking baseline of each, and the CLIP score."""
+def unique_captions(texts: list[str], groups: list | None = None) -> tuple[list[int], np.ndarray]:
+    """(index of each distinct caption's first occurrence, (n images, n distinct) positives): image→text ranks
+    distinct captions — a caption repeated for 180 images is one candidate, not 180 tied ones that would fill
+    every top k with the same text."""
+    first: dict[str, int] = {}
+    for i, t in enumerate(texts):
+        first.setdefault(t, i)
+    cols = list(first.values())
+    if groups is None or any(g is None for g in groups):
+        pos = np.array([[texts[i] == texts[c] for c in cols] for i in range(len(texts))], dtype=bool)
+    else:
+        pos = np.array([[groups[i] == groups[c] for c in cols] for i in range(len(texts))], dtype=bool)
+    return cols, pos
+
+
+def retrieval_metrics(image_emb: np.ndarray, text_emb: np.ndarray, groups: list | None = None, ks=(1, 5, 10),
+                      texts: list[str] | None = None) -> dict:
+    """image→text and text→image recall@k, the random-ranking baseline of each, and the CLIP score.
+    texts: the captions; given, image→text ranks the distinct ones (unique_captions)."""
     img, txt = normalise(image_emb), normalise(text_emb)
     sim = img @ txt.T
     pos = positives_matrix(len(img), groups)
-    i2t, t2i = recall_at_k(sim, pos, ks), recall_at_k(sim.T, pos.T, ks)
-    r_i2t, r_t2i = random_recall_at_k(pos, ks), random_recall_at_k(pos.T, ks)
+    i2t_sim, i2t_pos = sim, pos
+    if texts is not None:
+        cols, i2t_pos = unique_captions(texts, groups)
+        i2t_sim = sim[:, cols]
+    i2t, t2i = recall_at_k(i2t_sim, i2t_pos, ks), recall_at_k(sim.T, pos.T, ks)
+    r_i2t, r_t2i = random_recall_at_k(i2t_pos, ks), random_recall_at_k(pos.T, ks)
     out = {f"i2t_recall_at_{k}": round(v, 5) for k, v in i2t.items()}
     out |= {f"t2i_recall_at_{k}": round(v, 5) for k, v in t2i.items()}
     base = {f"i2t_recall_at_{k}": round(v, 5) for k, v in r_i2t.items()}
