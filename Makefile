@@ -15,6 +15,9 @@ $(BIN)/python:
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --disable-pip-version-check -q "torch==2.13.0"
 	$(BIN)/pip install --disable-pip-version-check -q -e ".[all]"
+	@# the PostgreSQL tune test (tests/tune) starts a throwaway server; as root with apt we install it, else it skips
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		apt-get install -y -q postgresql >/dev/null 2>&1 || echo "postgresql not installed: the PostgreSQL tune test will skip"; fi
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -57,7 +57,7 @@ def main() -> None:
         m = json.loads((args.run / "eval" / "metrics.json").read_text())
         report["vision_eval"] = {"n": m["n"], "model_accuracy": m["model"]["accuracy"], "model_macro_f1": m["model"]["macro_f1"],
                                  "pixel_lr_accuracy": m["baseline"]["accuracy"], "pixel_lr_macro_f1": m["baseline"]["macro_f1"],
-                                 "mcnemar_p": m.get("paired_test", {}).get("p_value")}
+                                 "mcnemar_p": m.get("paired", m.get("paired_test", {})).get("mcnemar_p")}
         gates = args.run / "compress" / "gates.json"
         if gates.is_file():
             report["compress_gates"] = json.loads(gates.read_text())

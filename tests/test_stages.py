@@ -105,12 +105,12 @@ def _stage(name: str, *after: str) -> StageSpec:
 
 
 def test_built_in_order_is_unchanged_and_sections_follow_their_stages():
-    assert [s.name for s in stages.stage_specs()] == ["data", "pretrain", "train", "eval", "compress", "register"]
-    assert [s.name for s in stages.specs()][-2:] == ["serve", "tune"]
-    assert list(Config.model_fields) == ["name", "seed", "runs_dir", "tracking", "device", "data", "pretrain", "train", "eval",
-                                         "compress", "register", "serve", "tune"]
-    assert stages.upstream("train") == ("data", "pretrain", "train")
-    assert stages.upstream("eval") == ("data", "pretrain", "train", "eval")
+    assert [s.name for s in stages.stage_specs()] == ["collect", "data", "pretrain", "train", "eval", "compress", "register"]
+    assert [s.name for s in stages.specs()][-3:] == ["serve", "tune", "label"]
+    assert list(Config.model_fields) == ["name", "seed", "runs_dir", "tracking", "device", "collect", "data", "pretrain", "train", "eval",
+                                         "compress", "register", "serve", "tune", "label"]
+    assert stages.upstream("train") == ("collect", "data", "pretrain", "train")
+    assert stages.upstream("eval") == ("collect", "data", "pretrain", "train", "eval")
 
 
 def test_diamond_dependency_is_topological_with_registration_order_breaking_ties():

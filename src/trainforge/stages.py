@@ -25,12 +25,14 @@ from typing import Any
 # stage is one more module here. Their order is the tie-break of the stage order and the order of
 # the config's sections.
 SPEC_MODULES: tuple[str, ...] = (
+    "trainforge.collect.spec",
     "trainforge.data.spec",
     "trainforge.train.spec",
     "trainforge.evaluate.spec",
     "trainforge.compress.spec",
     "trainforge.serve.spec",
     "trainforge.tune.spec",
+    "trainforge.label.spec",
 )
 
 

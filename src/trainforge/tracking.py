@@ -3,6 +3,10 @@
 Default store: SQLite under the runs folder (`sqlite:///runs/mlflow.db`), so
 `mlflow ui --backend-store-uri sqlite:///runs/mlflow.db` shows every run with no server.
 A team server is one setting away: `tracking.uri` or $MLFLOW_TRACKING_URI.
+
+Artifacts of a local SQLite store go beside it (`runs/mlartifacts/`), not into MLflow's default
+`./mlruns` of whatever directory the command was started in: an experiment is created with that
+artifact location the first time it is used (a server keeps choosing its own).
 """
 
 from __future__ import annotations
@@ -25,6 +29,22 @@ def tracking_uri(cfg: Config) -> str:
     return f"sqlite:///{db}"
 
 
+def local_artifact_root(uri: str) -> Path | None:
+    """`<store's folder>/mlartifacts` for a sqlite:/// store; None for a server (it owns its artifact root)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri[len("sqlite:///"):]).parent / "mlartifacts"
+
+
+def experiment_id(client, name: str, uri: str) -> str:
+    """The experiment's id, created (artifacts beside a local store) when it does not exist yet."""
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    root = local_artifact_root(uri)
+    return client.create_experiment(name, artifact_location=(root / name).resolve().as_uri() if root else None)
+
+
 class Tracker:
     """Thin wrapper so the runner never branches on `tracking.enabled`."""
 
@@ -42,7 +62,7 @@ class Tracker:
         uri = tracking_uri(cfg)
         try:
             mlflow.set_tracking_uri(uri)
-            mlflow.set_experiment(cfg.tracking.experiment)
+            mlflow.set_experiment(experiment_id=experiment_id(mlflow.MlflowClient(uri), cfg.tracking.experiment, uri))
             run = mlflow.start_run(run_name=cfg.name)
         except Exception as e:  # noqa: BLE001 — any store failure is a setup problem the user fixes
             raise UserError(f"tracking.uri {uri}: MLflow could not start a run ({e}); set tracking.enabled=false to run without it") from None

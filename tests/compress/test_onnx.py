@@ -37,3 +37,34 @@ def test_parity_check_catches_a_different_model(exported):
 
     _, path = exported
     assert onnx_parity(tiny_bert(seed=9), path, [batch_of(token_data(8), 8)])["max_abs_diff"] > 1e-3
+
+
+def test_exporter_torchvision_lines_are_quieted_at_their_source():
+    """torch's exporter logs four "torchvision is not installed" lines per export while it builds its operator
+    registry; they say nothing about a text model. export_onnx builds it under _quiet_logger(_REGISTRY_LOGGER)."""
+    import logging
+
+    from torch.onnx._internal.exporter import _registration
+
+    from trainforge.compress.onnx_export import _REGISTRY_LOGGER, _quiet_logger
+
+    seen: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            seen.append(record.getMessage())
+
+    log = logging.getLogger(_REGISTRY_LOGGER)
+    handler = Keep()
+    log.addHandler(handler)
+    try:
+        _registration.ONNXRegistry.from_torchlib()
+        loud = [m for m in seen if "torchvision" in m]
+        seen.clear()
+        with _quiet_logger(_REGISTRY_LOGGER):
+            _registration.ONNXRegistry.from_torchlib()
+    finally:
+        log.removeHandler(handler)
+    if not loud:
+        pytest.skip("this torch logs nothing about torchvision (installed, or a newer exporter)")
+    assert not [m for m in seen if "torchvision" in m]

@@ -18,7 +18,8 @@ def test_compress_command_writes_variants_gates_and_candidate(tiny_run):
     gates = json.loads((out / "gates.json").read_text())
     assert [g["name"] for g in gates] == ["int8_dynamic", "magnitude_pruned"]
     for g in gates:
-        assert set(g) == {"name", "passed", "metric", "metric_drop", "speedup_b32", "size_mb", "reasons"}
+        assert set(g) == {"name", "passed", "metric", "metric_drop", "speedup_b32", "speedup_b1",
+                          "slower_at", "size_mb", "reasons", "verdict"}
         assert g["passed"] and g["reasons"] == []
     assert (out / "int8_dynamic" / "model.int8.safetensors").is_file()
     assert (out / "magnitude_pruned" / "model.safetensors").is_file()

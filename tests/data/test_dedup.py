@@ -111,3 +111,18 @@ def test_decontamination_finds_shared_long_ngrams():
     test = ["这家酒店的早餐非常丰富，服务员态度也很好，下次还来"]
     train = ["我觉得这家酒店的早餐非常丰富，服务员态度也很好", "完全不同的一条评论内容，没有任何重叠部分呢", "这家酒店"]
     assert list(contaminated(train, test, 13)) == [True, False, False]
+
+
+def test_bloom_filters_built_by_two_workers_merge_into_the_filter_of_both():
+    from trainforge.data.bloom import BloomFilter
+
+    keys = [digest(f"doc {i}") for i in range(4000)]
+    whole, a, b = (BloomFilter(5000, 1e-4) for _ in range(3))
+    whole.add(keys)
+    a.add(keys[:2500])  # overlapping halves, as two workers' shards of a corpus with duplicates
+    b.add(keys[2000:])
+    merged = a.merge(b)
+    assert np.array_equal(merged.bits, whole.bits)
+    assert merged.contains(keys).all()
+    with pytest.raises(Exception, match="different shapes"):
+        merged.merge(BloomFilter(100, 1e-2))

@@ -83,3 +83,39 @@ def test_perturbations():
     homophones = {"好": ["号"]}
     out = typos("好" * 200, random.Random(0), lambda ch, k: homophones.get(ch, []))
     assert 0 < out.count("号") < 60 and set(out) == {"好", "号"}
+
+
+def test_attack_never_substitutes_outside_its_allowed_sources(tiny):
+    """Every applied (and every refused) substitution is of an allowed kind, and re-checks against its source."""
+    from trainforge.evaluate.substitutes import MEANING_PRESERVING
+
+    model, tokenizer, _ = tiny
+    clf = Classifier(model, tokenizer)
+    source = _source(tiny)
+    rows = make_rows(16, seed=11)
+    cfg = AdversarialConfig(min_sentence_similarity=0.3, max_perturbed_fraction=1.0, candidates_per_word=12)
+    applied = 0
+    for allowed in (MEANING_PRESERVING, ("homophone",), ("lookalike",)):
+        for r in rows:
+            result = attack_one(r["text"], LABELS.index(r["label"]), clf, source, cfg, kinds=allowed)
+            for c in result.changed + result.rejected:
+                assert c["kind"] in allowed, (allowed, c)
+                assert source.allows(c["from"], c["to"], c["kind"]), c
+            applied += len(result.changed)
+    assert applied > 0  # the check saw real substitutions
+    y = np.array([LABELS.index(r["label"]) for r in rows])
+    report = run_attack(rows, y, y, LABELS, clf, source, AdversarialConfig(samples=16, min_sentence_similarity=0.3), seed=0)
+    assert "embedding" not in report["candidate_sources"] and report["meaning_preserving"]
+    assert all(c["kind"] in MEANING_PRESERVING for c in report["accepted"] + report["rejected"])
+
+
+def test_embedding_neighbours_are_not_meaning_preserving_but_found_when_asked(tiny):
+    source = _source(tiny)
+    word = "服务"
+    assert all(c.kind != "embedding" for c in source.candidates(word, 20))
+    unconstrained = source.candidates(word, 20, kinds=("homophone", "lookalike", "synonym", "embedding"))
+    emb = [c for c in unconstrained if c.kind == "embedding"]
+    assert all(source.allows(word, c.text, "embedding") for c in emb)
+    assert source.allows(word, "服物", "homophone")  # 务 / 物: both wu
+    assert not source.allows(word, "服好", "homophone") and not source.allows(word, "号物", "homophone")  # other sound; two edits
+    assert not source.allows("好", "坏", "synonym") and not source.allows(word, "从未见过", "embedding")

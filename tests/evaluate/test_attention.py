@@ -62,8 +62,17 @@ def test_bert_heatmaps_written_with_cjk_glyphs(tiny, tmp_path, recwarn):
         for key in ("heads_png", "rollout_png"):
             png = tmp_path / "attention" / d[key]
             assert png.stat().st_size > 5000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-        assert d["layers_shown"] == [0, 1] and d["heads_shown"] == 2
+        assert d["layers_shown"] == [1] and d["heads_shown"] == 2  # the last layer, both its heads
     if setup_cjk_font().family:
         assert not [w for w in recwarn if "missing from font" in str(w.message)]
     else:  # a machine with neither a system CJK font nor the pip one: say so, don't fail
         pytest.skip("no CJK font available here: glyph check skipped")
+
+
+def test_a_character_split_into_byte_tokens_is_drawn_once():
+    """Byte-level BPE gives every byte token of a rare character that character's span: label it once."""
+    from trainforge.models.tokenizer import train_bpe
+
+    tokenizer = train_bpe(["这个好东西"] * 20 + ["难"], vocab_size=270, min_frequency=1, max_length=32)
+    ids, tokens = token_strings(tokenizer, "难难", 32)  # 难 never merged: three byte tokens each
+    assert tokens == ["[CLS]", "难", "·", "·", "难", "·", "·", "[SEP]"] and len(ids) == len(tokens)

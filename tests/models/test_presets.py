@@ -55,7 +55,7 @@ def test_causal_lm_preset_and_pretrained_body_becomes_a_classifier(tmp_path):
 
 def test_every_preset_has_a_known_family():
     text = {p.family for p in PRESETS.values() if family_named(p.family).modality == "text"}
-    assert text == {"bert", "llama"}  # image / image-text presets: tests/vision/test_presets.py
+    assert text == {"bert", "llama", "deepseek_v3"}  # image / image-text presets: tests/vision/test_presets.py
     assert "llama-tiny" in PRESETS and "llama-small" in PRESETS and "llama-base" in PRESETS
 
 

@@ -119,3 +119,24 @@ def test_fp16_checkpoint_trains_with_grad_scaler_on_cuda(llama_classifier):
     model = llama_classifier.to(torch.float16)
     result = fit(model, make_classification(), None, _cfg(precision="fp16"), PAD, seed=0, device="cuda")
     assert result.nonfinite_skipped == 0 and all(p.dtype == torch.float32 for p in model.parameters())
+
+
+def test_native_precision_is_bf16_only_where_the_cpu_has_bf16_units(monkeypatch):
+    import torch
+
+    from trainforge import device as devices
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(devices, "cpu_bf16_units", lambda: "AVX512-BF16")
+    assert devices.resolve_precision("native", cpu) == "bf16"
+    monkeypatch.setattr(devices, "cpu_bf16_units", lambda: None)  # AVX2: bf16 would be emulated, slower than fp32
+    assert devices.resolve_precision("native", cpu) == "fp32"
+    assert devices.resolve_precision("auto", cpu) == "fp32"  # auto keeps CPUs in fp32 whatever they have
+
+
+def test_cpu_bf16_units_reads_the_flags_of_this_machine():
+    from trainforge import device as devices
+
+    flags = open("/proc/cpuinfo").read()
+    want = "AMX-BF16" if "amx_bf16" in flags else ("AVX512-BF16" if "avx512_bf16" in flags else None)
+    assert devices.cpu_bf16_units() == want

@@ -16,6 +16,9 @@ class GatesConfig(Section):
     """Largest allowed fall of the metric versus the original (0.01 = one accuracy point)."""
     min_speedup_b32: float | None = 1.5
     """Smallest allowed p50 speedup at batch 32 versus the original; null: no speed gate."""
+    min_speedup_b1: float | None = None
+    """Smallest allowed p50 speedup at batch 1 (one request at a time) versus the original; null: no gate
+    (the verdict still names every batch size where a variant is slower than the original)."""
     max_size_mb: float | None = None
     """Largest allowed size on disk of the variant's weights file(s), in MB; null: no size gate."""
 

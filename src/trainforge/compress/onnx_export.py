@@ -8,7 +8,9 @@ as failed, never silently shipped.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import warnings
 from pathlib import Path
 
@@ -38,6 +40,23 @@ def _require(module: str):
         raise UserError(f"compress.onnx needs {module}: pip install 'trainforge[compress]' (or set compress.onnx: false)") from None
 
 
+# torch's exporter logs "torchvision is not installed. Skipping torchvision::nms" (and three more) at WARNING
+# while it builds its operator registry: torchvision ops are not in a text classifier, so this says nothing to
+# the user. The logger is quieted for the export only; anything at ERROR still shows.
+_REGISTRY_LOGGER = "torch.onnx._internal.exporter._registration"
+
+
+@contextlib.contextmanager
+def _quiet_logger(name: str, level: int = logging.ERROR):
+    log = logging.getLogger(name)
+    before = log.level
+    log.setLevel(level)
+    try:
+        yield
+    finally:
+        log.setLevel(before)
+
+
 def export_onnx(model: nn.Module, example: dict[str, torch.Tensor], path: Path) -> Path:
     """Write `path` (one file, weights inside) with dynamic batch and sequence axes."""
     _require("onnxscript")
@@ -45,7 +64,7 @@ def export_onnx(model: nn.Module, example: dict[str, torch.Tensor], path: Path) 
     path.parent.mkdir(parents=True, exist_ok=True)
     batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence", min=2, max=4096)
     shapes = {"input_ids": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}}
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _quiet_logger(_REGISTRY_LOGGER):
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
             _LogitsOnly(model.eval()),

@@ -141,6 +141,25 @@ def int8_state_dict(weight_only: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().contiguous().clone() for k, v in weight_only.state_dict().items()}
 
 
+def weights_outside_linears(model: nn.Module) -> dict | None:
+    """Weight matrices INT8 (and magnitude pruning) leave as they are, because they are not nn.Linear layers: a
+    mixture-of-experts model's fused 3-D expert weights (transformers 5 stores all E experts of a layer in one
+    (E, out, in) parameter, which torch.ao's dynamic linear cannot take) and its routers (fp32 by design: a
+    rounding error there changes which experts are chosen). None when every weight matrix is in a Linear
+    (embeddings aside). Otherwise {"names", "parameters", "share", "reason"} for the variant's metadata."""
+    owned = {id(m.weight) for m in model.modules() if isinstance(m, (nn.Linear, nn.Embedding, Int8WeightOnlyLinear))}
+    every = {id(p): (n, p) for n, p in model.named_parameters()}
+    left = [(n, p) for i, (n, p) in every.items() if p.ndim >= 2 and i not in owned]
+    if not left:
+        return None
+    total = sum(p.numel() for _, p in every.values())
+    n_left = sum(p.numel() for _, p in left)
+    kinds = sorted({n.rsplit(".", 1)[-1] if p.ndim == 3 else n.rsplit(".", 2)[-2] + "." + n.rsplit(".", 1)[-1]
+                    for n, p in left})
+    return {"names": kinds, "parameters": n_left, "share": round(n_left / total, 4),
+            "reason": "not nn.Linear layers (fused 3-D expert weights, routers): stored and run in float"}
+
+
 def linear_weight_bytes(model: nn.Module) -> int:
     """Bytes held by linear-layer weights (and int8 scales): what INT8 is meant to shrink."""
     total = 0

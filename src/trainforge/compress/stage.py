@@ -7,8 +7,8 @@
            original) · size on disk  ──►  gates.json  ──►  candidate.json (best passing, or none)
     onnx/model.onnx + parity.json   (the original, run through onnxruntime)
 
-Writes compress/gates.json — a list of {name, passed, metric, metric_drop, speedup_b32, size_mb,
-reasons} — compress/measurements.json (every figure, the original included) and
+Writes compress/gates.json — a list of {name, passed, metric, metric_drop, speedup_b32, speedup_b1, slower_at, size_mb,
+reasons, verdict} — compress/measurements.json (every figure, the original included) and
 compress/candidate.json ({"name": null} when nothing passed: the original stays in service).
 
 Where each model is measured (the run's `device:`):
@@ -72,7 +72,7 @@ def build_variants(cfg: CompressConfig, model, tokenizer, ctx, pad_id: int, prob
     from trainforge import paths
     from trainforge.compress.load import save_variant
     from trainforge.compress.measure import fastest_kernel
-    from trainforge.compress.quantize import linear_weight_bytes, to_weight_only_int8
+    from trainforge.compress.quantize import linear_weight_bytes, to_weight_only_int8, weights_outside_linears
 
     out = ctx.path(paths.COMPRESS)
     built: dict[str, dict] = {}
@@ -85,9 +85,15 @@ def build_variants(cfg: CompressConfig, model, tokenizer, ctx, pad_id: int, prob
         built[name] = {"dir": out / name, "meta": meta, "extra": {"linear_mb": linear_weight_bytes(variant) / 1e6, **extra}}
 
     weight_only = cfg.weight_only_int8 if cfg.weight_only_int8 != "auto" else is_decoder(model)
+    outside = weights_outside_linears(model)  # a MoE's fused experts and routers: what INT8/pruning cannot reach
+    if outside and (cfg.int8 or weight_only or cfg.magnitude_sparsity is not None):
+        console.print(f"[yellow]          {outside['share']:.0%} of the parameters ({', '.join(outside['names'])}) are "
+                      f"{outside['reason']}; INT8 and magnitude pruning apply to the Linear layers only[/]")
     if cfg.int8 or weight_only:
         stored = to_weight_only_int8(model)
         scheme = "int8 symmetric per-output-channel weights, fp32 scales"
+        if outside:
+            scheme += f"; {outside['share']:.0%} of the parameters left in float ({', '.join(outside['names'])})"
         if cfg.int8:
             kernel, kernel_ms = (fastest_kernel(stored, probe, cfg.threads) if cfg.int8_kernel == "auto"
                                  else (cfg.int8_kernel, {}))
@@ -95,9 +101,10 @@ def build_variants(cfg: CompressConfig, model, tokenizer, ctx, pad_id: int, prob
                 console.print(f"          INT8 kernel: {kernel} (ms per batch of 32: "
                               f"{', '.join(f'{k} {v:.1f}' for k, v in kernel_ms.items())})")
             save("int8_dynamic", stored, {"format": "int8", "runtime": "dynamic", "scheme": scheme, "kernel": kernel,
-                                          "kernel_ms_b32": kernel_ms})
+                                          "kernel_ms_b32": kernel_ms, **({"not_quantized": outside} if outside else {})})
         if weight_only:
-            save("int8_weight_only", stored, {"format": "int8", "runtime": "weight_only", "scheme": scheme})
+            save("int8_weight_only", stored, {"format": "int8", "runtime": "weight_only", "scheme": scheme,
+                                              **({"not_quantized": outside} if outside else {})})
 
     needs_train = cfg.structured is not None or cfg.distill is not None
     if needs_train:
@@ -106,7 +113,8 @@ def build_variants(cfg: CompressConfig, model, tokenizer, ctx, pad_id: int, prob
         from trainforge.compress.prune import magnitude_prune, measured_sparsity
 
         pruned = magnitude_prune(model, cfg.magnitude_sparsity)
-        save("magnitude_pruned", pruned, {"format": "hf", "requested_sparsity": cfg.magnitude_sparsity},
+        save("magnitude_pruned", pruned, {"format": "hf", "requested_sparsity": cfg.magnitude_sparsity,
+                                          **({"not_pruned": outside} if outside else {})},
              sparsity=round(measured_sparsity(pruned), 5))
     if cfg.structured is not None:
         save_structured(cfg, model, tokenizer, ctx, train, label2id, pad_id, save, device)
@@ -216,7 +224,8 @@ def run_compress(ctx) -> dict:
     for name in built:
         m, ref = measured[name], measured[reference[name]]
         speedup = ref.p50_b32_ms / m.p50_b32_ms
-        results.append(judge(name, m.metrics[cfg.metric], ref.metrics[cfg.metric], speedup, m.size_mb, cfg.gates))
+        results.append(judge(name, m.metrics[cfg.metric], ref.metrics[cfg.metric], speedup, m.size_mb, cfg.gates,
+                             speedup_b1=ref.p50_b1_ms / m.p50_b1_ms))
     candidate = choose_candidate(results)
 
     # where a model ran, said only when it is not the run's device (a CPU run's files are as they always were)
@@ -224,7 +233,7 @@ def run_compress(ctx) -> dict:
              for name in cpu_side}
     if cpu_side:
         moved["original_cpu"] = {"device": "cpu", "note": "the original on CPU: what the CPU-only variants are compared with"}
-    write_json_atomic(out / "gates.json", [asdict(r) | moved.get(r.name, {}) for r in results])
+    write_json_atomic(out / "gates.json", [asdict(r) | {"verdict": r.verdict} | moved.get(r.name, {}) for r in results])
     extras = {name: {k: v for k, v in b["extra"].items() if k != "linear_mb"} | {"meta": b["meta"]} for name, b in built.items()}
 
     def speedups(n: str) -> dict:
@@ -250,14 +259,16 @@ def run_compress(ctx) -> dict:
     for r in results:
         verdict = "[green]PASS[/]" if r.passed else "[red]FAIL[/]"
         console.print(f"          {r.name:<18} {verdict} {cfg.metric} {r.metric:.4f} (drop {r.metric_drop:+.4f}) "
-                      f"speedup@32 {r.speedup_b32:.2f}x size {r.size_mb:.2f} MB  {'; '.join(r.reasons)}")
+                      f"speedup@1 {r.speedup_b1:.2f}x @32 {r.speedup_b32:.2f}x size {r.size_mb:.2f} MB  {'; '.join(r.reasons)}"
+                      + (f"  slower than the original at batch {' and '.join(map(str, r.slower_at))}" if r.slower_at else ""))
     console.print(f"          deploy candidate: {candidate.name if candidate else 'none (the original stays)'}")
 
     flat: dict[str, float] = {"variants": len(results), "passed": sum(r.passed for r in results),
                               "original_metric": base.metrics[cfg.metric], "original_p50_b32_ms": base.p50_b32_ms}
     for r in results:
         flat.update({f"{r.name}_metric": r.metric, f"{r.name}_speedup_b32": r.speedup_b32,
-                     f"{r.name}_size_mb": r.size_mb, f"{r.name}_passed": float(r.passed)})
+                     f"{r.name}_size_mb": r.size_mb, f"{r.name}_passed": float(r.passed),
+                     f"{r.name}_p50_b1_ms": measured[r.name].p50_b1_ms})  # a tune objective: latency at batch 1
     if cfg.onnx:
         flat.update(run_onnx(model, b32[:3], out, cfg))
     return flat

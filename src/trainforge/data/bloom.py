@@ -79,6 +79,17 @@ class BloomFilter:
         self.add(digests)
         return out
 
+    def merge(self, other: "BloomFilter") -> "BloomFilter":
+        """Fold in a filter built elsewhere (another worker, another machine's batch) with the same size and
+        hashes: bitwise OR, so the result is bit-for-bit the filter that would have seen both key sets.
+        `inserted` becomes the sum (an upper bound on the distinct keys: the two sets may overlap)."""
+        if (self.m, self.k) != (other.m, other.k):
+            raise UserError(f"cannot merge Bloom filters of different shapes ({self.m} bits × {self.k} hashes vs "
+                            f"{other.m} × {other.k}): build them with the same capacity and false-positive rate")
+        np.bitwise_or(self.bits, other.bits, out=self.bits)
+        self.inserted += other.inserted
+        return self
+
     def measured_fp_rate(self, probes: int = 200_000, seed: int = 0) -> float:
         """Share of random never-inserted keys the filter claims to contain."""
         rng = np.random.default_rng(seed)

@@ -3,6 +3,7 @@
     trainforge data clean IN… -o DIR [--lang zh]           normalise + the language's default filters
     trainforge data dedup IN… -o DIR [--near 0.8] [--bloom-fp 1e-6] [--bloom-state PATH]
     trainforge data stats DIR                              print the funnel of DIR/data/stats.json
+    trainforge data collect [SOURCES.yaml] -o DIR …         files, an HTTP API, a crawl, WARC → DIR/collect/ (collect/cli.py)
 
 DIR gets the run directory's data/ layout: data/kept.jsonl, data/stats.json, data/quarantine/,
 data/rejected/. Nothing heavy is imported until a command runs.
@@ -16,10 +17,13 @@ def _common(p) -> None:
     p.add_argument("-o", "--out", required=True, metavar="DIR", help="output directory (gets data/…)")
     p.add_argument("--text-field", default="text", help="field holding the text (default: text)")
     p.add_argument("--label-field", default=None, help="field holding a label to keep (default: none)")
-    p.add_argument("--id-field", default=None, help="field holding a record id (default: file:line)")
+    p.add_argument("--id-field", default="id", help="field holding the record's own id, kept where a record has one; "
+                   "file:line where it does not (default: id; '' for file:line always)")
     p.add_argument("--workers", type=int, default=1, help="processes for the per-document work (default: 1)")
     p.add_argument("--ray", action="store_true", help="run the shards on Ray instead of local processes")
     p.add_argument("--pii", choices=["off", "mask"], default="off", help="mask e-mails, phones, ID numbers, bank cards")
+    p.add_argument("--max-memory", default=None, metavar="SIZE",
+                   help="bound memory (e.g. 2GB): run out of core over DIR/data.work/, same kept set (default: in memory)")
 
 
 def register(sub) -> None:
@@ -48,11 +52,16 @@ def register(sub) -> None:
     p.add_argument("dir", help="DIR given to clean/dedup, or a run directory")
     p.set_defaults(func=cmd_stats)
 
+    from trainforge.collect.cli import add_parser as add_collect  # light: argparse only
+
+    add_collect(verbs)
+
 
 def _sources(args):
     from trainforge.data.config import SourceConfig
 
-    return [SourceConfig(path=p, text_field=args.text_field, label_field=args.label_field, id_field=args.id_field) for p in args.inputs]
+    return [SourceConfig(path=p, text_field=args.text_field, label_field=args.label_field, id_field=args.id_field or None)
+            for p in args.inputs]
 
 
 def _finish(args, cfg, reference: list[str] | None = None) -> int:
@@ -73,16 +82,26 @@ def _finish(args, cfg, reference: list[str] | None = None) -> int:
             records = P.decontaminate(records, reference, 13, funnel)
         return write_jsonl(out / "kept.jsonl", records, append=True)
 
-    if streamable(cfg):
+    ooc = None
+    if cfg.max_memory is not None and not streamable(cfg):
+        from trainforge.data.outofcore import curate_out_of_core, parse_size
+
+        read, quarantined, kept, funnel, ooc = curate_out_of_core(cfg, out, 0, sink, parse_size(cfg.max_memory, "--max-memory"),
+                                                                  workers=args.workers, log=lambda m: console.print(f"[dim]{m}[/]"))
+    elif streamable(cfg):
         read, quarantined, kept, funnel = curate_in_chunks(cfg, out, seed=0, sink=sink, workers=args.workers)
     else:
         cur, funnel = curate_sources(cfg, out, seed=0, workers=args.workers)
         read, quarantined, kept = cur.read, cur.quarantined, sink(cur.records, funnel)
     if not (out / "kept.jsonl").exists():
         write_jsonl(out / "kept.jsonl", [])
-    stats = funnel.stats(read, kept, quarantined, streamed=streamable(cfg))
+    stats = funnel.stats(read, kept, quarantined, streamed=streamable(cfg), **({"out_of_core": ooc} if ooc else {}))
     write_json_atomic(out / "stats.json", stats)
     print_funnel(stats)
+    if ooc:
+        console.print(f"out of core: limit {ooc['max_memory'] / 2**20:,.0f} MiB, peak RSS {ooc['peak_rss'] / 2**20:,.0f} MiB, "
+                      f"{ooc['bytes_spilled'] / 2**20:,.1f} MiB spilled to disk, "
+                      + ", ".join(f"{k} {v:.1f}s" for k, v in ooc["seconds"].items()))
     console.print(f"\n[bold]outputs[/] {out}/kept.jsonl  ·  stats {out}/stats.json  ·  rejected/ quarantine/")
     return 0
 
@@ -96,7 +115,7 @@ def cmd_clean(args) -> int:
         filters.append(FilterSpec(quality={"drop_percentile": args.quality}))
     cfg = DataConfig(sources=_sources(args), normalize=NormalizeConfig(pii=args.pii), filters=filters,
                      dedup=DedupConfig(exact="off", near=None), decontaminate=None, workers=args.workers,
-                     executor="ray" if args.ray else "local")
+                     executor="ray" if args.ray else "local", max_memory=args.max_memory)
     return _finish(args, cfg)
 
 
@@ -107,7 +126,8 @@ def cmd_dedup(args) -> int:
     dedup = DedupConfig(exact="bloom" if args.bloom_fp or args.bloom_state else "hash", bloom_fp=args.bloom_fp or 1e-6,
                         bloom_path=args.bloom_state, bloom_capacity=args.bloom_capacity, near=args.near or None, keep=args.keep, drop_label_conflicts=False)
     cfg = DataConfig(sources=_sources(args), normalize=NormalizeConfig(pii=args.pii), filters=[], dedup=dedup,
-                     decontaminate=None, workers=args.workers, executor="ray" if args.ray else "local")
+                     decontaminate=None, workers=args.workers, executor="ray" if args.ray else "local",
+                     max_memory=args.max_memory)
     reference = None
     if args.decontaminate:
         reference = [item.document for f in args.decontaminate

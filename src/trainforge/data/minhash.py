@@ -42,6 +42,9 @@ class MinHashParams:
     ngram: int = 5
     """Shingle size: characters for CJK text, words otherwise."""
     seed: int = 1
+    batch_chars: int = 20_000
+    """Characters hashed at once: the (permutations × shingles) intermediate is ~1 KiB a character
+    (~20 MB by default; out-of-core curation takes less, for its memory budget). The result does not change."""
 
     def permutations(self) -> tuple[np.ndarray, np.ndarray]:
         rng = np.random.default_rng(self.seed)
@@ -96,8 +99,9 @@ def word_shingles(texts: list[str], n: int) -> tuple[np.ndarray, np.ndarray]:
     return _rolling(np.asarray(codes, dtype=np.uint64), n)[pos], first
 
 
-def signatures(texts: list[str], params: MinHashParams, batch_chars: int = 20_000) -> np.ndarray:
+def signatures(texts: list[str], params: MinHashParams, batch_chars: int | None = None) -> np.ndarray:
     """MinHash signatures, shape (len(texts), num_perm), uint32."""
+    batch_chars = batch_chars or params.batch_chars
     a, b = params.permutations()
     out = np.empty((len(texts), params.num_perm), dtype=np.uint32)
     cjk = np.fromiter((is_cjk_text(t) for t in texts), dtype=bool, count=len(texts))
@@ -143,18 +147,22 @@ def s_curve(bands: int, rows: int, points=(0.5, 0.7, 0.8, 0.9)) -> dict[str, flo
     return {f"{j:.1f}": round(detection_probability(j, bands, rows), 4) for j in points}
 
 
+def band_key(sigs: np.ndarray, band: int, rows: int) -> np.ndarray:
+    """One uint64 per document for band `band`: equal keys ⇔ (all but surely) equal rows of that band."""
+    mult = np.random.default_rng(7).integers(1, 1 << 63, size=rows, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+    block = sigs[:, band * rows : (band + 1) * rows].astype(np.uint64)
+    return _mix64((block * mult).sum(axis=1, dtype=np.uint64))
+
+
 def candidate_pairs(sigs: np.ndarray, bands: int, rows: int) -> np.ndarray:
     """Pairs (i, j), i < j, that share at least one band: shape (K, 2), unique, sorted."""
     n = len(sigs)
     if n < 2:
         return np.empty((0, 2), dtype=np.int64)
-    rng = np.random.default_rng(7)
-    mult = rng.integers(1, 1 << 63, size=rows, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
     pairs = []
     ids = np.arange(n, dtype=np.int64)
     for band in range(bands):
-        block = sigs[:, band * rows : (band + 1) * rows].astype(np.uint64)
-        key = _mix64((block * mult).sum(axis=1, dtype=np.uint64))
+        key = band_key(sigs, band, rows)
         order = np.argsort(key, kind="stable")
         k = key[order]
         same = np.flatnonzero(k[1:] == k[:-1])  # neighbours in sorted order with equal keys: chain the group

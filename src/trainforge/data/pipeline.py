@@ -166,9 +166,15 @@ WORKER_MODULES = ("trainforge.data.shard_work", "trainforge.data.filters", "trai
 """What a process pool's workers import as they start (make_executor's preload)."""
 
 
+OOC_MINHASH_BATCH = 4_000
+"""MinHash characters hashed at once when data.max_memory bounds the run (~4 MB of intermediate)."""
+
+
 def _shard_job(records: list[Record], cfg: DataConfig) -> ShardJob:
     d = cfg.dedup
-    params = M.MinHashParams(num_perm=d.num_perm, ngram=d.ngram) if d.near is not None else None
+    # out of core, the hashing intermediate is held small too (OOC_MINHASH_BATCH characters at once)
+    batch = {"batch_chars": OOC_MINHASH_BATCH} if getattr(cfg, "max_memory", None) is not None else {}
+    params = M.MinHashParams(num_perm=d.num_perm, ngram=d.ngram, **batch) if d.near is not None else None
     texts = [r.text if r.single_text() else tuple(r.segments()) for r in records]
     media = {k: m for k, r in enumerate(records) if (m := r.media())}
     return ShardJob(texts, cfg.normalize, cfg.filters, params, skip_repeats=d.exact != "off", media=media)
@@ -221,8 +227,24 @@ def _n_shards(executor, n: int) -> int:
     return 1 if executor.workers == 1 else max(executor.workers * 4, math.ceil(n / 50_000))
 
 
-def clean(cur: Curated, cfg: DataConfig, funnel: Funnel, executor) -> Curated:
-    """Normalise and filter (per shard), then fit and apply a corpus-level filter (global)."""
+@dataclass
+class Scanned:
+    """The per-document work over a batch of records, joined in record order (process_shard's fields)."""
+
+    dropped: list
+    scores: list
+    digests: bytes
+    sigs: np.ndarray | None
+    sizes: np.ndarray
+    raw_sizes: np.ndarray
+    seconds: Counter
+    changed: Counter
+    pii: Counter
+
+
+def scan(cur: Curated, cfg: DataConfig, executor) -> Scanned:
+    """Normalise (written back into the records), filter, score, digest and sign every record, per shard
+    on the executor; no decision that needs the whole corpus is made here."""
     check_order(cfg.filters)
     records = cur.records
     params = M.MinHashParams(num_perm=cfg.dedup.num_perm, ngram=cfg.dedup.ngram) if cfg.dedup.near is not None else None
@@ -233,16 +255,24 @@ def clean(cur: Curated, cfg: DataConfig, funnel: Funnel, executor) -> Curated:
     for r, t in zip(records, (t for res in results for t in res.texts)):
         if t is not None:
             _write_back(r, t)
-    blob = b"".join(res.digests for res in results)
+    return Scanned(
+        dropped=[d for res in results for d in res.dropped], scores=[s for res in results for s in res.scores],
+        digests=b"".join(res.digests for res in results),
+        sigs=np.concatenate([res.sigs for res in results]) if params is not None and results else None,
+        sizes=np.concatenate([res.sizes for res in results]) if results else np.zeros(0, np.int64),
+        raw_sizes=np.concatenate([res.raw_sizes for res in results]) if results else np.zeros(0, np.int64),
+        seconds=sum((res.seconds for res in results), Counter()), changed=sum((res.changed for res in results), Counter()),
+        pii=sum((res.pii for res in results), Counter()))
+
+
+def clean(cur: Curated, cfg: DataConfig, funnel: Funnel, executor) -> Curated:
+    """Normalise and filter (per shard), then fit and apply a corpus-level filter (global)."""
+    records = cur.records
+    s = scan(cur, cfg, executor)
+    blob = s.digests
     digests = [blob[k : k + DIGEST_BYTES] for k in range(0, len(blob), DIGEST_BYTES)]
-    sigs = np.concatenate([res.sigs for res in results]) if params is not None and results else None
-    sizes = np.concatenate([res.sizes for res in results]) if results else np.zeros(0, np.int64)
-    raw_sizes = np.concatenate([res.raw_sizes for res in results]) if results else np.zeros(0, np.int64)
-    dropped = [d for res in results for d in res.dropped]
-    scores = [s for res in results for s in res.scores]
-    seconds = sum((res.seconds for res in results), Counter())
-    changed = sum((res.changed for res in results), Counter())
-    pii = sum((res.pii for res in results), Counter())
+    sigs, sizes, raw_sizes, dropped, scores = s.sigs, s.sizes, s.raw_sizes, s.dropped, s.scores
+    seconds, changed, pii = s.seconds, s.changed, s.pii
     alive, empty = [], Counter()
     for i, d in enumerate(dropped):
         if d is not None and d[0] == "normalize":

@@ -104,22 +104,60 @@ def curate_sources(cfg: DataConfig, out: Path, seed: int, workers: int | None = 
     return cur, funnel
 
 
+def grow_train_split(cfg: DataConfig, split: dict[str, list[Record]], funnel: P.Funnel, seed: int) -> dict[str, int]:
+    """data.augment then data.balance on split["train"] (val and test are read, never written); returns the
+    records each added, which the funnel reports beside the records read."""
+    added: dict[str, int] = {}
+    if cfg.augment is not None:
+        from trainforge.data.augment import augment_split
+
+        held_out = [r.document for r in split["val"] + split["test"]]
+        ngram = cfg.decontaminate.ngram if cfg.decontaminate is not None else None
+        split["train"], added["augment"] = augment_split(split["train"], cfg.augment, funnel, seed, held_out, ngram)
+    if cfg.balance is not None:
+        from trainforge.data.balance import balance_split
+
+        split["train"], added["balance"] = balance_split(split["train"], cfg.balance, funnel, seed)
+    return added
+
+
 def run_data(ctx) -> dict:
     cfg: DataConfig = ctx.section
+    from trainforge.collect.stage import collected_source
+
+    if (collected := collected_source(ctx.config, ctx.path())) is not None:  # the collect stage ran before this one
+        cfg = cfg.model_copy(update={"sources": [*cfg.sources, collected]})
     out = ctx.path("data")
-    cur, funnel = curate_sources(cfg, out, ctx.config.seed)
+    ooc = None
+    if cfg.max_memory is not None:  # out of core: the kept records (after dedup) are what the split holds
+        from trainforge.data.outofcore import curate_out_of_core, parse_size
+
+        records: list[Record] = []
+        read, quarantined, _, funnel, ooc = curate_out_of_core(
+            cfg, out, ctx.config.seed, lambda rs, _f: (records.extend(rs), len(rs))[1], parse_size(cfg.max_memory),
+            log=lambda m: console.print(f"[dim]{m}[/]"))
+        cur = P.Curated(records, read, quarantined)
+    else:
+        cur, funnel = curate_sources(cfg, out, ctx.config.seed)
     if not cur.records:
         raise UserError("data: no record survived reading and filtering; see data/stats.json, data/quarantine/ and data/rejected/")
     split = stratified_split(cur.records, cfg.split.val, cfg.split.test, cfg.split.stratify, ctx.config.seed)
     if cfg.decontaminate is not None:
         held_out = [r.document for r in split["val"] + split["test"]]
         split["train"] = P.decontaminate(split["train"], held_out, cfg.decontaminate.ngram, funnel, passthrough=held_out)
+    if cfg.label_issues is not None:  # on train (and val if asked), after the split so test is never touched
+        from trainforge.data.label_issues import handle_label_issues
+
+        split = handle_label_issues(split, cfg.label_issues, funnel, out, ctx.config.seed)
+    added = grow_train_split(cfg, split, funnel, ctx.config.seed)  # augment, balance: the training split only
     for name, part in split.items():
         write_jsonl(out / f"{name}.jsonl", part)
-    kept = sum(len(v) for v in split.values())
+    kept = sum(len(v) for v in split.values()) - sum(added.values())  # records added are not records read
     stats = funnel.stats(cur.read, kept, cur.quarantined,
                          splits={k: len(v) for k, v in split.items()},
-                         labels={k: dict(Counter(r.label for r in v)) for k, v in split.items()})
+                         labels={k: dict(Counter(r.label for r in v)) for k, v in split.items()},
+                         **({"out_of_core": ooc} if ooc is not None else {}),
+                         **({"added": added} if added else {}))
     from trainforge.files import write_json_atomic
 
     write_json_atomic(out / "stats.json", stats)

@@ -3,14 +3,16 @@
 For each correctly classified example:
   1. split into words (jieba; Latin words stay whole);
   2. importance of word i = drop in P(true label) when word i is deleted (one batched forward);
-  3. for words in order of importance: try up to k substitutes (substitutes.py: homophones,
-     look-alike characters, embedding neighbours); keep only rewrites whose chrF to the original
+  3. for words in order of importance: try up to k substitutes from the allowed sources only
+     (substitutes.py: homophones, look-alike characters, thesaurus synonyms — the meaning-preserving
+     ones; embedding neighbours only in the separate "unconstrained" run); keep only rewrites whose chrF to the original
      is >= min_sentence_similarity (the similarity constraint; TextFooler uses a sentence encoder);
      a rewrite that flips the prediction ends the attack (the most similar flipping one wins),
      otherwise keep the one that lowers P(true label) most and go on;
   4. give up once max_perturbed_fraction of the words are replaced.
 Reported: attack success rate (flipped / attacked), accuracy under attack (over every sampled
-example), mean perturbed fraction of the successful attacks, queries, and examples.
+example), mean perturbed fraction of the successful attacks, queries, and examples: successful
+rewrites, and substitutions accepted and rejected (with the constraint that rejected them).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import numpy as np
 
 from trainforge.console import progress_bar
 from trainforge.evaluate.config import AdversarialConfig
-from trainforge.evaluate.substitutes import SubstitutionSource, segment
+from trainforge.evaluate.substitutes import MEANING_PRESERVING, SubstitutionSource, segment
 
 
 class Classifier:
@@ -64,6 +66,9 @@ class AttackResult:
     prob_after: float
     words: int
     changed: list[dict] = field(default_factory=list)
+    """Substitutions applied: {from, to, kind}."""
+    rejected: list[dict] = field(default_factory=list)
+    """Substitutions tried and refused: {from, to, kind, reason} (the first few per example)."""
 
     @property
     def perturbed_fraction(self) -> float:
@@ -74,7 +79,11 @@ def _is_word(w: str) -> bool:
     return bool(w.strip()) and not all(unicodedata.category(c)[0] in "PZS" for c in w)
 
 
-def attack_one(text: str, label: int, clf: Classifier, source: SubstitutionSource, cfg: AdversarialConfig) -> AttackResult:
+REJECTED_KEPT = 4  # refused substitutions kept per example, to show in the report
+
+
+def attack_one(text: str, label: int, clf: Classifier, source: SubstitutionSource, cfg: AdversarialConfig,
+               kinds: tuple[str, ...] | list[str] = MEANING_PRESERVING) -> AttackResult:
     import sacrebleu
 
     words = segment(text)
@@ -93,16 +102,23 @@ def attack_one(text: str, label: int, clf: Classifier, source: SubstitutionSourc
     for i in order:
         if len(result.changed) >= budget:
             break
-        cands = source.candidates(words[i], cfg.candidates_per_word)
+        cands = [c for c in source.candidates(words[i], cfg.candidates_per_word, kinds) if c.kind in kinds]
         texts = ["".join(current[:i] + [c.text] + current[i + 1 :]) for c in cands]
         sims = [sacrebleu.sentence_chrf(t, [text]).score / 100 for t in texts]
         keep = [j for j, s in enumerate(sims) if s >= cfg.min_sentence_similarity]
+        for j, sim in enumerate(sims):
+            if sim < cfg.min_sentence_similarity and len(result.rejected) < REJECTED_KEPT:
+                result.rejected.append({"from": words[i], "to": cands[j].text, "kind": cands[j].kind,
+                                        "reason": f"chrF {sim:.2f} < min_sentence_similarity {cfg.min_sentence_similarity}"})
         if not keep:
             continue
         probs = clf.probs([texts[j] for j in keep])
         flipped = [n for n, j in enumerate(keep) if probs[n].argmax() != label]
         best = max(flipped, key=lambda n: sims[keep[n]]) if flipped else int(probs[:, label].argmin())
         if not flipped and probs[best, label] >= p_current:
+            if len(result.rejected) < REJECTED_KEPT:
+                result.rejected.append({"from": words[i], "to": cands[keep[best]].text, "kind": cands[keep[best]].kind,
+                                        "reason": "no candidate lowers P(true label)"})
             continue
         j = keep[best]
         current[i] = cands[j].text
@@ -116,15 +132,17 @@ def attack_one(text: str, label: int, clf: Classifier, source: SubstitutionSourc
 
 
 def run_attack(rows: list[dict], y_true: np.ndarray, y_pred: np.ndarray, labels: list[str], clf: Classifier,
-               source: SubstitutionSource, cfg: AdversarialConfig, seed: int) -> dict:
-    """Attack a seeded sample; the summary and examples that go into adversarial.json."""
+               source: SubstitutionSource, cfg: AdversarialConfig, seed: int,
+               kinds: tuple[str, ...] | list[str] = MEANING_PRESERVING, name: str = "attack") -> dict:
+    """Attack a seeded sample with substitutes from `kinds` only; the summary and examples for adversarial.json."""
+    kinds = [k for k in source.kinds if k in kinds]  # those this machine has, in a fixed order
     sample = sorted(random.Random(seed).sample(range(len(rows)), min(cfg.samples, len(rows))))
     attacked = [i for i in sample if y_pred[i] == y_true[i]]
     queries_before = clf.queries
     results: list[AttackResult] = []
-    with progress_bar("attack", total=len(attacked), unit="examples") as bar:
+    with progress_bar(name, total=len(attacked), unit="examples") as bar:
         for i in attacked:
-            results.append(attack_one(rows[i]["text"], int(y_true[i]), clf, source, cfg))
+            results.append(attack_one(rows[i]["text"], int(y_true[i]), clf, source, cfg, kinds))
             bar.advance()
     wins = [r for r in results if r.success]
     by_kind: dict[str, int] = {}
@@ -141,7 +159,8 @@ def run_attack(rows: list[dict], y_true: np.ndarray, y_pred: np.ndarray, labels:
         "mean_perturbed_fraction": round(float(np.mean([r.perturbed_fraction for r in wins])), 5) if wins else None,
         "mean_queries": round((clf.queries - queries_before) / max(1, len(attacked)), 1),
         "substitutions_in_successes_by_kind": by_kind,
-        "candidate_sources": source.kinds,
+        "candidate_sources": kinds,
+        "meaning_preserving": all(k in MEANING_PRESERVING for k in kinds),
         "constraints": {"max_perturbed_fraction": cfg.max_perturbed_fraction, "min_sentence_chrf": cfg.min_sentence_similarity,
                         "min_word_cosine": cfg.min_word_similarity},
         "examples": [
@@ -151,4 +170,6 @@ def run_attack(rows: list[dict], y_true: np.ndarray, y_pred: np.ndarray, labels:
              "perturbed_fraction": round(r.perturbed_fraction, 4)}
             for i, r in zip(attacked, results) if r.success
         ][:20],
+        "accepted": [{"id": rows[i]["id"], **c} for i, r in zip(attacked, results) for c in r.changed][:20],
+        "rejected": [{"id": rows[i]["id"], **c} for i, r in zip(attacked, results) for c in r.rejected][:20],
     }

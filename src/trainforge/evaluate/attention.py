@@ -1,4 +1,10 @@
-"""Attention maps per layer and head, and attention rollout, for a few examples.
+"""Attention rollout and the last layer's attention, for a few examples.
+
+Two figures per example, both drawn as the row a reader can follow — what the token the
+classification head reads attends to, one bar per input token, every token label legible:
+    <n>_rollout.png   rollout across all layers beside the last layer (mean of its heads)
+    <n>_heads.png     the last layer's heads one by one (at most MAX_HEADS_SHOWN)
+(T × T heatmaps of every layer and head were ~1 MB of a report with labels too small to read.)
 
 Works for BERT-style encoders and Llama-style decoders with a classification head alike: the model
 is loaded through AutoModelForSequenceClassification with attn_implementation="eager", because the
@@ -23,10 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from trainforge.evaluate.plots import plot_attention_heads, plot_rollout
+from trainforge.evaluate.plots import plot_attention_rows
 from trainforge.models.load import virtual_tokens
 
-MAX_LAYERS_SHOWN = 4  # a 24-layer model gets first, two middle and last: a grid a person can read
 MAX_HEADS_SHOWN = 4  # a 32-head model shows heads 0-3: each heatmap carries its tokens, so the grid is slow to draw
 
 
@@ -46,14 +51,20 @@ def classifier_position(model, n_tokens: int) -> int:
 
 def token_strings(tokenizer, text: str, max_tokens: int) -> tuple[list[int], list[str]]:
     """Token ids and, per token, the exact span of text it covers (readable for byte-level BPE,
-    whose raw tokens look like 'ä¸Ń'); special tokens keep their own name."""
+    whose raw tokens look like 'ä¸Ń'); special tokens keep their own name. A character split into
+    several byte tokens gives each of them the character's span: the first shows the character, the
+    rest `·` (so 难 · · is one character in three tokens, not three characters)."""
     enc = tokenizer(text, truncation=True, max_length=max_tokens, return_offsets_mapping=True)
     ids = enc["input_ids"]
     raw = tokenizer.convert_ids_to_tokens(ids)
     special = set(tokenizer.all_special_ids)
-    tokens = []
+    tokens, previous = [], None
     for tid, (start, end), r in zip(ids, enc["offset_mapping"], raw):
-        piece = text[start:end].strip() if end > start and tid not in special else r
+        if end > start and tid not in special:
+            piece = "·" if (start, end) == previous else text[start:end].strip()
+            previous = (start, end)
+        else:
+            piece, previous = r, None
         tokens.append(piece or "␣")
     return ids, tokens
 
@@ -88,12 +99,6 @@ def attention_rollout(attn: np.ndarray) -> np.ndarray:
     return rollout
 
 
-def shown_layers(n_layers: int) -> list[int]:
-    if n_layers <= MAX_LAYERS_SHOWN:
-        return list(range(n_layers))
-    return sorted({0, n_layers // 3, 2 * n_layers // 3, n_layers - 1})
-
-
 def pick_examples(rows: list[dict], lengths: list[int], ids: list[str], n: int, max_tokens: int, seed: int) -> list[int]:
     """Indices: the requested ids first, then `n` sampled among examples that fit on the axes."""
     by_id = {r["id"]: i for i, r in enumerate(rows)}
@@ -115,20 +120,24 @@ def draw_attention(model, tokenizer, rows: list[dict], labels: list[str], probs:
         attn = attention_maps(model, ids)
         kind, n_virtual = virtual_tokens(model)
         tokens = [f"<p{j}>" for j in range(n_virtual)] + tokens
-        layers = shown_layers(attn.shape[0])
-        heads = attn[layers][:, :MAX_HEADS_SHOWN]
+        last = attn.shape[0] - 1
+        layers = [last]
+        heads = attn[last, :MAX_HEADS_SHOWN]  # (H_shown, T, T)
         rollout = attention_rollout(attn)
         # prompt: the head reads the sequence with the virtual tokens in front; prefix: the input's own positions
         query = classifier_position(model, len(tokens)) if kind != "prefix" else n_virtual + classifier_position(model, len(ids))
         pred = labels[int(probs[i].argmax())]
         title = f"{row['id']} · label {row['label']} · predicted {pred} ({probs[i].max():.2f})"
         heads_png, rollout_png = out_dir / f"{n:02d}_heads.png", out_dir / f"{n:02d}_rollout.png"
-        plot_attention_heads(heads, layers, tokens, title, heads_png)
-        plot_rollout(rollout, tokens, query, title, rollout_png)
+        reader = tokens[query]
+        plot_attention_rows([("rollout (all layers)", rollout[query]), (f"layer {last} (mean of heads)", attn[last, :, query].mean(0))],
+                            tokens, query, f"{title}\nwhat '{reader}' (read by the classifier) attends to", rollout_png)
+        plot_attention_rows([(f"layer {last} · head {h}", heads[h, query]) for h in range(heads.shape[0])],
+                            tokens, query, f"{title}\nlast layer, head by head", heads_png)
         order = [j for j in np.argsort(-rollout[query]) if j != query]  # its own residual share says nothing
         drawn.append({
             "id": row["id"], "text": row["text"][:200], "label": row["label"], "pred": pred,
-            "tokens": tokens, "layers_shown": layers, "heads_shown": int(heads.shape[1]),
+            "tokens": tokens, "layers_shown": layers, "heads_shown": int(heads.shape[0]),
             "top_rollout_tokens": [[tokens[j], round(float(rollout[query, j]), 4)] for j in order[:5]],
             "heads_png": heads_png.name, "rollout_png": rollout_png.name,
         })

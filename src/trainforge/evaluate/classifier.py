@@ -5,10 +5,12 @@ Writes, under eval/:
     metrics.json            {"split", "n", "labels", "model": {accuracy, macro_f1, micro_f1, macro_precision,
                              macro_recall, auc_roc, ece}, "baseline": {"name", same keys},
                              "model_beats_baseline", "per_class": {"model"|"baseline": {label: {p, r, f1, support}}},
-                             "compared": [{metric, model, baseline, better}], "plots_font"}
+                             "compared": [{metric, model, baseline, better}], "plots_font",
+                             "paired": McNemar p and bootstrap CI of the accuracy difference (evaluate/paired.py)}
     predictions.jsonl       per example: id, label, pred, probabilities, baseline_pred
     confusion_matrix.{json,png}   the matrix and the most-confused pairs with examples
     analysis.json           slices, most confident errors, calibration bins, attention index
+    curves.json             ROC and precision-recall curves of the model and the baseline (evaluate/curves.py)
     errors.jsonl            every wrong prediction, most confident first
     reliability.png  slices.png  attention/*.png
     adversarial.json        the attack and the perturbation suites
@@ -73,6 +75,14 @@ def evaluate_classifier(job) -> dict:
     base_pred = base_probs.argmax(1) if base_probs is not None else None
     metrics = _score(cfg, rows, labels, y_true, probs, base_probs)
     metrics["device"] = describe(device)
+    if base_pred is not None:  # the verdict a reader can trust: a paired test on the same examples
+        from trainforge.evaluate.paired import paired_comparison
+
+        metrics["paired"] = paired_comparison(y_true, y_pred, base_pred, cfg.bootstrap_samples, job.seed)
+        pc = metrics["paired"]
+        console.print(f"          paired: {pc['only_model_right']} only-model vs {pc['only_baseline_right']} only-baseline right, "
+                      f"McNemar p = {pc['mcnemar_p']:.3g}, accuracy difference 95% CI "
+                      f"[{pc['ci95'][0]:+.4f}, {pc['ci95'][1]:+.4f}]")
     console.print(f"          predictions and baseline in {time.perf_counter() - t0:.1f}s")
     t0 = time.perf_counter()
 
@@ -165,6 +175,9 @@ def _analyse(cfg, out, rows, labels, y_true, probs, base_probs, split_file) -> d
     if base_probs is not None:
         bins["baseline"] = calibration_bins(y_true, base_probs)
     plot_reliability(bins, out / "reliability.png")
+    from trainforge.evaluate.curves import roc_pr_curves
+
+    (out / "curves.json").write_text(json.dumps(roc_pr_curves(y_true, probs, base_probs, labels)))
     return {"slices": slices, "most_confident_errors": wrong[: cfg.confident_errors], "calibration_bins": bins,
             "errors": len(wrong)}
 
@@ -191,10 +204,16 @@ def _robustness(cfg, train_rows, rows, labels, y_true, y_pred, clf, model, token
 
     adv = cfg.adversarial
     corpus = [r["text"] for r in random.Random(seed).sample(train_rows, min(3000, len(train_rows)))]
-    source = SubstitutionSource(corpus, model, tokenizer, setup_cjk_font().path, adv.min_word_similarity)
+    source = SubstitutionSource(corpus, model, tokenizer, setup_cjk_font().path, adv.min_word_similarity,
+                                thesaurus_path=adv.thesaurus)
     out: dict = {"split": cfg.split}
-    if adv.samples:
-        out["attack"] = run_attack(rows, y_true, y_pred, labels, clf, source, adv, seed)
+    if adv.samples:  # the headline: meaning-preserving substitutions only
+        out["attack"] = run_attack(rows, y_true, y_pred, labels, clf, source, adv, seed, kinds=adv.sources)
+        if adv.unconstrained:  # the model's own embedding neighbours too: a separate, labelled figure
+            from trainforge.evaluate.substitutes import ALL_SOURCES
+
+            out["attack_unconstrained"] = run_attack(rows, y_true, y_pred, labels, clf, source, adv, seed,
+                                                     kinds=ALL_SOURCES, name="unconstrained attack")
     if adv.perturbation_samples:
         out["perturbations"] = run_suites(rows, y_true, y_pred, labels, clf.probs, source.homophones, adv.perturbation_samples, seed)
     return out
@@ -208,6 +227,8 @@ def _robustness_summary(robustness: dict) -> dict:
         s.update(attack_success_rate=a["attack_success_rate"], accuracy_under_attack=a["accuracy_under_attack"])
         if a["mean_perturbed_fraction"] is not None:
             s["attack_mean_perturbed_fraction"] = a["mean_perturbed_fraction"]
+    if "attack_unconstrained" in robustness:  # embedding swaps can change the meaning: never the headline
+        s["unconstrained_attack_success_rate"] = robustness["attack_unconstrained"]["attack_success_rate"]
     for name, p in robustness.get("perturbations", {}).items():
         s[f"{name}_accuracy"] = p["accuracy_perturbed"]
         s[f"{name}_flip_rate"] = p["flip_rate"]

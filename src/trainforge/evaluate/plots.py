@@ -80,39 +80,24 @@ def plot_slices(slices: list[dict], path: Path) -> None:
     _save(fig, path)
 
 
-def plot_attention_heads(attn: np.ndarray, layers: list[int], tokens: list[str], title: str, path: Path) -> None:
-    """Grid of heatmaps: one row per shown layer, one column per head. attn: (L_shown, H, T, T)."""
-    plt = _plt()
-    n_layers, n_heads, t, _ = attn.shape
-    cell = max(1.6, 0.16 * t)
-    fig, axes = plt.subplots(n_layers, n_heads, figsize=(cell * n_heads, cell * n_layers), squeeze=False)
-    fontsize = max(4, min(8, int(160 / max(t, 1))))
-    for r in range(n_layers):
-        for h in range(n_heads):
-            ax = axes[r][h]
-            ax.imshow(attn[r, h], cmap="viridis", vmin=0, vmax=max(1e-6, float(attn[r, h].max())))
-            ax.set_xticks(range(t), tokens, rotation=90, fontsize=fontsize)
-            ax.set_yticks(range(t), tokens, fontsize=fontsize)
-            ax.set_title(f"layer {layers[r]} · head {h}", fontsize=8)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    _save(fig, path, dpi=90)
-
-
-def plot_rollout(rollout: np.ndarray, tokens: list[str], query: int, title: str, path: Path) -> None:
-    """Attention rollout: the full (T, T) matrix and the row of the token the classifier reads."""
+def plot_attention_rows(panels: list[tuple[str, np.ndarray]], tokens: list[str], query: int, title: str, path: Path) -> None:
+    """What the token the classifier reads attends to, one panel per (name, weights over tokens), the tokens
+    down a shared axis at a size every label can be read at (10 pt, one row each), the largest bar of each
+    panel labelled with its value."""
     plt = _plt()
     t = len(tokens)
-    fontsize = max(5, min(9, int(200 / max(t, 1))))
-    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(2 + 0.3 * t * 2, 1.5 + 0.28 * t), gridspec_kw={"width_ratios": [1.3, 1]})
-    ax0.imshow(rollout, cmap="magma")
-    ax0.set_xticks(range(t), tokens, rotation=90, fontsize=fontsize)
-    ax0.set_yticks(range(t), tokens, fontsize=fontsize)
-    ax0.set_title("attention rollout (all layers)", fontsize=9)
-    ax1.barh(range(t), rollout[query], color="#e15759")
-    ax1.set_yticks(range(t), tokens, fontsize=fontsize)
-    ax1.invert_yaxis()
-    ax1.set_title(f"what '{tokens[query]}' (read by the classifier) attends to", fontsize=9)
-    fig.suptitle(title, fontsize=9)
+    fig, axes = plt.subplots(1, len(panels), figsize=(1.2 + 2.6 * len(panels), 1.1 + 0.24 * t), sharey=True, squeeze=False)
+    for ax, (name, w) in zip(axes[0], panels):
+        colours = ["#bab0ac" if j == query else "#e15759" for j in range(t)]
+        ax.barh(range(t), w, color=colours)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlim(0, max(1e-6, float(np.max(w))) * 1.25)
+        ax.tick_params(axis="x", labelsize=8)
+        top = int(np.argmax([x if j != query else -1 for j, x in enumerate(w)]))
+        ax.text(w[top], top, f" {w[top]:.2f}", va="center", fontsize=8)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0][0].set_yticks(range(t), tokens, fontsize=10)
+    axes[0][0].invert_yaxis()
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     _save(fig, path, dpi=90)

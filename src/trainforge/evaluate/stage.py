@@ -21,7 +21,7 @@ from trainforge.errors import UserError
 from trainforge.evaluate.config import EvalConfig
 
 # outputs of an earlier run that this one may not rewrite must not linger beside fresh ones
-STALE_OUTPUTS = ("regression.json", "adversarial.json", "slices.png", "lm_eval.json")
+STALE_OUTPUTS = ("regression.json", "adversarial.json", "slices.png", "lm_eval.json", "curves.json")
 
 
 def run_eval(ctx) -> dict:

@@ -13,6 +13,7 @@ A family is one architecture as trainforge uses it. Every question that used to 
             ├─ concat_pool_class ULMFiT concat pooling head (llama only, models/pooling.py)
             ├─ weight_only_int8  compress.weight_only_int8=auto writes that variant
             ├─ prune_layout      which structured-pruning view fits the blocks (compress/prune.py)
+            ├─ moe               where a mixture-of-experts block's router and experts are (models/moe.py)
             └─ bpe               the specials and framing of a fresh BPE (models/tokenizer.py)
 
 Paths are relative to the *backbone*, transformers' own `model.base_model` (the `model` of a
@@ -61,6 +62,23 @@ class BpeFraming:
 
 
 @dataclass(frozen=True)
+class MoeLayout:
+    """Where a mixture-of-experts decoder keeps its routing, relative to one block; blocks without `router` are dense."""
+
+    router: str
+    """Dotted path from a block to its router (returns router_logits, top-k weights, top-k expert indices)."""
+    experts: str
+    """Dotted path from a block to its routed experts (fused 3-D weights in transformers 5)."""
+    balancing: Literal["bias", "router_logits"]
+    """bias: sigmoid scores + a per-expert e_score_correction_bias (DeepSeek-V3's auxiliary-loss-free balancing);
+    router_logits: softmax routing balanced by the family's own load_balancing_loss_func (Mixtral, Qwen-MoE)."""
+    experts_field: str
+    """Config field with the number of routed experts."""
+    top_k_field: str = "num_experts_per_tok"
+    """Config field with the experts each token is routed to."""
+
+
+@dataclass(frozen=True)
 class Family:
     name: str
     """What presets and `trainforge models list` call it."""
@@ -92,6 +110,8 @@ class Family:
     from dynamic INT8 activations)."""
     prune_layout: Literal["bert", "llama"] | None = None
     """The structured-pruning view of a block (compress/prune.py); None: structured pruning refuses."""
+    moe: MoeLayout | None = None
+    """Mixture of experts: where the routers and experts are; None: a dense model."""
     bpe: BpeFraming | None = None
     """Specials and framing of a BPE trained from scratch; None: this family only reuses a model's tokenizer."""
     registered: bool = True
@@ -305,11 +325,12 @@ register_family(Family(
 # Mixture-of-experts decoders: the blocks are the decoder layers; each layer's experts live inside its mlp
 # (fused 3-D weights in transformers 5, a ModuleList per layer in 4.x) and are never "the blocks". LoRA stays
 # on the attention projections; the experts' fused weights are parameters, not Linear layers peft could wrap.
-register_family(_decoder("mixtral", "Mixtral"))
-register_family(_decoder("qwen2_moe", "Qwen2Moe"))
+register_family(_decoder("mixtral", "Mixtral", moe=MoeLayout("mlp.gate", "mlp.experts", "router_logits", "num_local_experts")))
+register_family(_decoder("qwen2_moe", "Qwen2Moe", moe=MoeLayout("mlp.gate", "mlp.experts", "router_logits", "num_experts")))
 # DeepSeek-V3's multi-head latent attention: queries come from q_b_proj (q_proj when q_lora_rank is null), keys
 # and values from kv_b_proj — the per-head up-projections, the analogue of Llama's q_proj/v_proj.
-register_family(_decoder("deepseek_v3", "DeepseekV3", lora_targets=("q_proj", "q_b_proj", "kv_b_proj")))
+register_family(_decoder("deepseek_v3", "DeepseekV3", lora_targets=("q_proj", "q_b_proj", "kv_b_proj"),
+                         moe=MoeLayout("mlp.gate", "mlp.experts", "bias", "n_routed_experts")))
 
 # Image and image–text families (tasks/image_classification.py, tasks/clip.py; presets built by vision/models.py).
 # ViT's blocks are `layers` in transformers 5 (`encoder.layer` before); its attention projections q_proj/v_proj

@@ -23,7 +23,8 @@ from trainforge.models.families import family_named, family_of
 @dataclass(frozen=True)
 class Preset:
     family: str
-    """A registered model family's name (models/families.py): bert (bidirectional encoder) or llama (causal decoder)."""
+    """A registered model family's name (models/families.py): bert (bidirectional encoder), llama or deepseek_v3
+    (causal decoders)."""
     description: str
     config: dict
 
@@ -44,6 +45,22 @@ PRESETS: dict[str, Preset] = {
     "llama-base": Preset("llama", "16-layer 1024-wide Llama decoder (GQA 16/4 heads), ~196M params with an 8k vocab",
                          dict(hidden_size=1024, num_hidden_layers=16, num_attention_heads=16, num_key_value_heads=4,
                               intermediate_size=2816, tie_word_embeddings=False)),
+    # DeepSeek-V3's shape at CPU size (models/moe.py): multi-head latent attention (queries through a q_lora_rank
+    # bottleneck, keys/values from a kv_lora_rank latent, rope and nope head dims apart), block 0 dense
+    # (first_k_dense_replace=1), then MoE blocks of 8 routed experts (4 groups; a token picks 2 groups, then its
+    # top-2 experts in them) plus 1 shared expert. Total vs active parameters: `trainforge models list`.
+    "deepseek-tiny": Preset("deepseek_v3", "4-layer 192-wide DeepSeek-V3 (MLA, 8 routed + 1 shared experts, top-2); pretrains on a CPU",
+                            dict(hidden_size=192, num_hidden_layers=4, num_attention_heads=6, num_key_value_heads=6,
+                                 q_lora_rank=96, kv_lora_rank=64, qk_rope_head_dim=16, qk_nope_head_dim=16, v_head_dim=32,
+                                 intermediate_size=512, moe_intermediate_size=128, n_routed_experts=8, n_shared_experts=1,
+                                 num_experts_per_tok=2, n_group=4, topk_group=2, first_k_dense_replace=1,
+                                 tie_word_embeddings=True)),
+    "deepseek-small": Preset("deepseek_v3", "8-layer 384-wide DeepSeek-V3 (MLA, 16 routed + 1 shared experts, top-2)",
+                             dict(hidden_size=384, num_hidden_layers=8, num_attention_heads=6, num_key_value_heads=6,
+                                  q_lora_rank=192, kv_lora_rank=128, qk_rope_head_dim=32, qk_nope_head_dim=32, v_head_dim=64,
+                                  intermediate_size=1024, moe_intermediate_size=256, n_routed_experts=16, n_shared_experts=1,
+                                  num_experts_per_tok=2, n_group=4, topk_group=2, first_k_dense_replace=1,
+                                  tie_word_embeddings=True)),
     # images (tasks/image_classification.py; built by vision/models.py with the data's image size and labels)
     "vit-tiny": Preset("vit", "4-layer 128-wide ViT, 4×4 patches (64 patches at 32 px), ~0.8M params",
                        dict(hidden_size=128, num_hidden_layers=4, num_attention_heads=4, intermediate_size=256, patch_size=4)),

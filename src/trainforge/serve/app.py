@@ -241,6 +241,9 @@ def create_app(state: ServerState):
             if not finished:  # the client went away: free its batch row (not counted as a model failure)
                 request.cancelled = True
 
+    from trainforge.serve.label_studio import label_studio_router
+
+    app.include_router(label_studio_router(state, classify_on_any))  # Label Studio's ML-backend contract
     return Guard(app, state)
 
 

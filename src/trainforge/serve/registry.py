@@ -55,8 +55,9 @@ def register_dir(uri: str, name: str, model_dir: Path, alias: str | None, reason
 
     c = client(uri)
     if run_id is None:  # no run of ours is active (tracking disabled): make one to hold the files
-        exp = c.get_experiment_by_name(experiment) or c.get_experiment(c.create_experiment(experiment))
-        run_id = c.create_run(exp.experiment_id, run_name=f"register-{name}").info.run_id
+        from trainforge.tracking import experiment_id
+
+        run_id = c.create_run(experiment_id(c, experiment, uri), run_name=f"register-{name}").info.run_id
         c.log_artifacts(run_id, str(model_dir), "registered_model")
         c.set_terminated(run_id)
     else:

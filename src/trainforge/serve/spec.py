@@ -17,6 +17,7 @@ SPECS = (
         reads_if_present=(COMPRESS_CANDIDATE,),  # names the variant registered instead of model/
         after=("train", "compress"),
         sections=("serve", "tracking"),  # serve.drift shapes the drift profile; tracking.uri is where it is registered
+        report="trainforge.serve.report:registration",
     ),
     SectionSpec(
         name="serve",

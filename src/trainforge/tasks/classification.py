@@ -1,7 +1,8 @@
 """Sequence classification: a text → one of N labels (the quickstart's review sentiment).
 
     encode    text → token ids; label → its index in `labels` (sorted label names from the train split)
-    loss      cross-entropy, a mean over the micro-batch's examples × its share of the rank's examples
+    loss      cross-entropy, a mean over the micro-batch's examples × its share of the rank's examples; with
+              class weights (train.class_weights) each example's term is scaled by its class's weight
     validate  val_loss and val_accuracy; the best checkpoint is the one with the highest val_accuracy
     evaluate  evaluate/classifier.py: metrics beside TF-IDF + logistic regression, error analysis, attention, attacks
 """
@@ -22,6 +23,8 @@ from trainforge.tasks.info import ModelInfo
 class ClassificationTask:
     labels: list[str] = field(default_factory=list)
     max_length: int = 128
+    class_weights: list[float] | None = None
+    """Per label id, the weight of its examples in the loss (train.class_weights); None: unweighted."""
 
     name: ClassVar[str] = "classification"
     peft_task_type: ClassVar[str] = "SEQ_CLS"
@@ -31,15 +34,16 @@ class ClassificationTask:
     compressible: ClassVar[bool] = True
 
     @classmethod
-    def from_rows(cls, train_rows: list[dict], max_length: int) -> "ClassificationTask":
-        """The label set is the train split's, sorted (so label ids do not depend on record order)."""
+    def from_rows(cls, train_rows: list[dict], max_length: int, class_weights=None) -> "ClassificationTask":
+        """The label set is the train split's, sorted (so label ids do not depend on record order).
+        class_weights: None, "balanced" (n / (K × n_class), scikit-learn's rule) or {label: weight}."""
         missing = [r["id"] for r in train_rows[:1000] if "label" not in r]
         if missing:
             raise UserError(f"train.task=classification needs labels; record {missing[0]} has none (set data.sources[].label_field)")
         labels = sorted({r["label"] for r in train_rows})
         if len(labels) < 2:
             raise UserError(f"train: classification needs at least two labels in data/train.jsonl, found {labels}")
-        return cls(labels, max_length)
+        return cls(labels, max_length, weights_for(labels, [r["label"] for r in train_rows], class_weights))
 
     @property
     def id2label(self) -> dict[int, str]:
@@ -66,7 +70,18 @@ class ClassificationTask:
         return [len(ids) - 1 for ids in enc.input_ids]
 
     def loss(self, net, batch: dict, weights):
-        return net(**batch).loss * weights.examples
+        if self.class_weights is None:
+            return net(**batch).loss * weights.examples
+        import torch
+        import torch.nn.functional as F
+
+        logits = net(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        w = torch.tensor(self.class_weights, dtype=torch.float32, device=logits.device)
+        # a mean over examples of w[y] × CE, not torch's sum(w·CE) / sum(w): the micro-batch's share of the rank's
+        # examples (weights.examples) then adds the accumulated micro-batches up to the global batch exactly, and
+        # "balanced" weights average 1 over the split, so the loss keeps its unweighted scale
+        per_example = F.cross_entropy(logits.float(), batch["labels"], weight=w, reduction="none")
+        return per_example.mean() * weights.examples
 
     def validate(self, model, val: Encoded, pad_id: int, batch_size: int = 64) -> dict[str, float]:
         import torch
@@ -106,5 +121,23 @@ class ClassificationTask:
         return evaluate_classifier(job)
 
     @classmethod
-    def from_info(cls, info: ModelInfo) -> "ClassificationTask":
+    def from_info(cls, info: ModelInfo) -> "ClassificationTask":  # a saved model: scored, not trained, so no class weights
         return cls(list(info.labels), info.max_length or 512)
+
+
+def weights_for(labels: list[str], y: list[str], spec) -> list[float] | None:
+    """Per label id: "balanced" gives n / (K × n_label) (scikit-learn's compute_class_weight rule: every class
+    carries the same total weight); a {label: weight} dict is taken as given (unnamed labels weigh 1)."""
+    if spec is None:
+        return None
+    if spec == "balanced":
+        from collections import Counter
+
+        counts = Counter(y)
+        return [len(y) / (len(labels) * counts[label]) for label in labels]
+    if isinstance(spec, dict):
+        unknown = sorted(set(spec) - set(labels))
+        if unknown:
+            raise UserError(f"train.class_weights names labels absent from data/train.jsonl: {unknown} (labels: {labels})")
+        return [float(spec.get(label, 1.0)) for label in labels]
+    raise UserError(f"train.class_weights: {spec!r} is not `balanced`, a {{label: weight}} map or null")

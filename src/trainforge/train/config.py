@@ -58,8 +58,9 @@ class LoopConfig(Section):
     """Evaluate on val every N optimiser steps; null evaluates once per epoch."""
     early_stopping: int | None = None
     """Stop after this many evaluations without improvement; null never stops early."""
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    """Autocast dtype. auto: bf16 on a GPU that has it, fp32 on CPU (trainforge/device.py). fp16 adds loss scaling
+    precision: Literal["auto", "native", "fp32", "bf16", "fp16"] = "auto"
+    """Autocast dtype. auto: bf16 on a GPU that has it, fp32 on CPU (trainforge/device.py); native: also bf16 on a CPU
+    with bf16 units (AMX, AVX512-BF16), fp32 where bf16 would be emulated (AVX2). fp16 adds loss scaling
     on CUDA. bf16/fp16 halve activation memory; weights stay fp32 masters (a half-precision checkpoint is upcast)."""
     deterministic: bool = False
     """Deterministic GPU kernels (cuDNN, cuBLAS, scatter): bit-identical reruns and resumes for 5-30% of step time."""
@@ -99,6 +100,25 @@ class LoopConfig(Section):
         if self.batch_size % self.grad_accum:
             raise ValueError(f"batch_size ({self.batch_size}) must be a multiple of grad_accum ({self.grad_accum})")
         return self
+
+
+class MoeConfig(Section):
+    """Mixture-of-experts training (train/moe.py); ignored by dense models."""
+
+    bias_update_gamma: float = Field(1.0e-3, ge=0)
+    """DeepSeek-V3's auxiliary-loss-free balancing: after each optimizer step every expert's routing bias moves by
+    gamma × sign(mean load − its load), loads counted over the global batch; 0 turns it off (DeepSeek-V3: 0.001)."""
+    aux_loss_alpha: float = Field(0.0, ge=0)
+    """Weight of DeepSeek-V3's sequence-wise balance loss (alpha × Σ_i f_i P_i per sequence); 0 is off (V3: 1e-4)."""
+    router_aux_loss_coef: float | None = Field(None, ge=0)
+    """Mixtral / Qwen-MoE: weight of their own load_balancing_loss_func; null: the model config's
+    router_aux_loss_coef (0.001 by default); 0 is off."""
+    idle_window: int = Field(50, ge=1)
+    """The health metric `idle` counts experts that received no token in the last N optimizer steps."""
+    idle_warn_steps: int = Field(100, ge=1)
+    """Warn (console and report) when an expert has received no token for this many steps in a row."""
+    lora_experts: bool = False
+    """method=lora: also adapt the routed experts' fused weights (peft target_parameters); false: attention only."""
 
 
 class LoraConfig(Section):
@@ -186,6 +206,11 @@ class TrainConfig(LoopConfig):
     """method=freeze or unfreeze."""
     sft: SftConfig = SftConfig()
     """task=sft."""
+    moe: MoeConfig = MoeConfig()
+    """Mixture-of-experts models: load balancing, health metrics, LoRA on experts."""
+    class_weights: Literal["balanced"] | dict[str, float] | None = None
+    """task=classification: weight each example's loss by its class: balanced (n / (classes × class count), the
+    skew undone without touching the data) or {label: weight}; null: unweighted. The data-side alternative is data.balance."""
     image: ImageConfig = ImageConfig()
     """task=image_classification or clip: image size and training augmentation (trainforge/vision/config.py)."""
     packing: bool = False
@@ -202,6 +227,9 @@ class TrainConfig(LoopConfig):
                              f"(got task {self.task}, method {self.method}: "
                              f"{'sft already trains on next tokens' if self.task == 'sft' else 'virtual tokens shift the text'}); "
                              f"set lm_loss: 0")
+        if self.class_weights is not None and (self.task != "classification" or self.lm_loss):
+            raise ValueError(f"class_weights is for task classification without lm_loss (got task {self.task}, "
+                             f"lm_loss {self.lm_loss}); set class_weights: null")
         if self.lora.quantize and (self.method != "lora" or self.task != "sft"):
             raise ValueError(f"lora.quantize={self.lora.quantize} is for method lora with task sft "
                              f"(got task {self.task}, method {self.method}); set lora.quantize: null")
@@ -245,3 +273,10 @@ class PretrainConfig(LoopConfig):
     """AdamW decay on matrices."""
     lr: float = 2.0e-3
     """Peak learning rate of the general phase."""
+    moe: MoeConfig = MoeConfig()
+    """Mixture-of-experts models: load balancing and health metrics."""
+    mtp_depth: int = Field(0, ge=0)
+    """DeepSeek-V3 multi-token prediction: D extra modules predict tokens t+2 … t+1+D (train/mtp.py), sharing the
+    embedding and head; dropped at export. 0 is off."""
+    mtp_lambda: float = Field(0.3, ge=0)
+    """Weight λ of the mean MTP loss added to the next-token loss (DeepSeek-V3: 0.3, later 0.1)."""

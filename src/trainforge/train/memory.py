@@ -8,6 +8,8 @@
                  — under FSDP these three are ÷ world size (each rank holds its shard; the
                    all-gathered blocks of one forward are transient and not counted)
     activations  per block ≈ B·T·H·(34 + 5·heads·T/H) bytes at 16 bits (Korthikanti et al. 2022),
+                 the MLP's 19 of the 34 scaled, in a mixture-of-experts block, to its *active* parameters
+                 per token (models/moe.py; weights, gradients and optimizer count *all* parameters),
                  ×2 in fp32, plus the logits B·T·V×4 B ×3 (logits, softmax, its gradient) for an LM head;
                  with gradient checkpointing only each block's input B·T·H is kept, plus one block's
                  activations while it is recomputed
@@ -67,8 +69,11 @@ def estimate(model, micro_batch: int, seq_len: int, precision: str, lm_head: boo
     vocab = getattr(cfg, "vocab_size", 0)
     bytes_per = 2 if half else 4
     b, t = micro_batch, seq_len
-    per_block = b * t * hidden * (34 + 5 * heads * t / hidden) * bytes_per / 2
-    blocks = (layers * b * t * hidden * bytes_per + per_block) if checkpointing else per_block * layers
+    from trainforge.models.moe import mlp_activation_scales
+
+    per_blocks = [b * t * hidden * (15 + 19 * s + 5 * heads * t / hidden) * bytes_per / 2
+                  for s in mlp_activation_scales(model, hidden, layers)]  # 15 + 19 = 34 for a dense block
+    blocks = (layers * b * t * hidden * bytes_per + max(per_blocks)) if checkpointing else sum(per_blocks)
     logits = b * t * vocab * 4 * 3 if lm_head else 0
     weights = (4 + (2 if half else 0)) * n_train + frozen
     return MemoryEstimate(weights // shards, 4 * n_train // shards, 8 * n_train // shards, int(blocks + logits),

@@ -146,6 +146,26 @@ def _probe_prefix_classifier(wrapped) -> None:
         wrapped.train(was_training)
 
 
+def _expert_targets(model, cfg: TrainConfig) -> dict:
+    """train.moe.lora_experts: peft's target_parameters on the routed experts' fused weights (models/moe.py)."""
+    if not cfg.moe.lora_experts:
+        return {}
+    from trainforge.models.moe import expert_parameter_targets
+
+    targets = expert_parameter_targets(model)
+    if not targets:
+        raise UserError(f"train.moe.lora_experts=true: {type(model).__name__} has no fused expert weights to adapt "
+                        f"(a dense model, or experts as Linear layers: name them in train.lora.target_modules); "
+                        f"set train.moe.lora_experts: false")
+    if cfg.lora.dora:
+        raise UserError("train.moe.lora_experts=true with train.lora.dora=true: peft's DoRA does not cover expert "
+                        "parameters; set one of them to false")
+    if cfg.lora.dropout:
+        raise UserError(f"train.moe.lora_experts=true needs train.lora.dropout: 0 (got {cfg.lora.dropout}): peft adapts "
+                        f"fused expert weights as parameters, with no layer input to drop out")
+    return {"target_parameters": targets}
+
+
 def _peft(model, cfg: TrainConfig, task=None) -> MethodSetup:
     import peft
 
@@ -164,7 +184,8 @@ def _peft(model, cfg: TrainConfig, task=None) -> MethodSetup:
         if targets == "auto":
             targets = lora_targets(model)
         pcfg = peft.LoraConfig(task_type=task_type, r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
-                               target_modules=targets, use_dora=cfg.lora.dora, modules_to_save=heads)
+                               target_modules=targets, use_dora=cfg.lora.dora, modules_to_save=heads,
+                               **_expert_targets(model, cfg))
     elif cfg.method == "prompt":
         pcfg = peft.PromptTuningConfig(task_type=task_type, num_virtual_tokens=cfg.prompt.virtual_tokens)
     else:

@@ -63,6 +63,7 @@ def _run_pretrain(ctx) -> dict:
     from trainforge.tasks import CausalLMTask, ModelSpec, write_model_info
     from trainforge.train.distributed import init
     from trainforge.train.loop import fit
+    from trainforge.train.moe import attach
 
     cfg: PretrainConfig = ctx.section
     device = resolve_device(ctx.config.device, "device")  # once: a missing GPU fails before the corpus is read
@@ -90,8 +91,16 @@ def _run_pretrain(ctx) -> dict:
                      overrides_key="pretrain.config_overrides")
     model = use_attention(task.build_model(spec, tokenizer), cfg.attn_implementation, "pretrain.attn_implementation")
     n_params, _ = count_parameters(model)
+    objective = None  # fit's loss: the task's, unless multi-token prediction adds its modules' loss (train/mtp.py)
+    if cfg.mtp_depth:
+        from trainforge.train import mtp
+
+        mtp.attach(model, cfg.mtp_depth)
+        objective = lambda trained: mtp.loss_fn(task.loss, cfg.mtp_lambda)  # noqa: E731
+        console.print(f"          multi-token prediction: {cfg.mtp_depth} module(s), loss weight λ={cfg.mtp_lambda:g} "
+                      f"({count_parameters(model)[0] - n_params:,} parameters, dropped at export)")
     pad = tokenizer.pad_token_id
-    phases, metrics = {}, {}
+    phases, metrics, moe_health = {}, {}, {}
     changed = "".join(f", {k}={v}" for k, v in cfg.config_overrides.items())
     console.print(f"          {cfg.model}{changed}: {n_params / 1e6:.2f}M parameters, vocab {len(tokenizer):,}")
     if general:
@@ -101,9 +110,12 @@ def _run_pretrain(ctx) -> dict:
         if len(general_train) < 1:
             raise UserError(f"pretrain.corpus: fewer tokens than one {cfg.seq_len}-token block; add text or lower pretrain.seq_len")
         console.print(f"          general corpus: {len(general_train):,} × {cfg.seq_len} tokens ({len(general):,} documents)")
+        moe, moe_fit = attach(model, cfg.moe, task, init().is_main, objective)  # MoE: balancing + health (train/moe.py)
         phases["general"] = fit(model, general_train, general_val, cfg, pad, ctx.config.seed,
                                 checkpoint_dir=ctx.path(paths.CHECKPOINTS, "pretrain-general"), stage="pretrain", task=task,
-                                device=device)
+                                device=device, **{"loss_fn_factory": objective, **moe_fit})
+        if moe is not None:
+            moe_health["general"] = moe.finish()
         metrics["general_val_loss"] = phases["general"].best.get("val_loss", float("nan"))
 
     if in_domain:
@@ -113,12 +125,17 @@ def _run_pretrain(ctx) -> dict:
             metrics["in_domain_val_loss_before"] = task.validate(model, dom_val, pad)["val_loss"]
         dom_cfg = cfg.model_copy(update={"epochs": cfg.in_domain_epochs, "max_steps": None, "lr": cfg.in_domain_lr or cfg.lr})
         console.print(f"          in-domain LM fine-tuning: {len(dom_train):,} × {cfg.seq_len} tokens from data/train.jsonl (labels unused)")
+        moe, moe_fit = attach(model, cfg.moe, task, init().is_main, objective)
         phases["in_domain"] = fit(model, dom_train, dom_val, dom_cfg, pad, ctx.config.seed + 1,
                                   checkpoint_dir=ctx.path(paths.CHECKPOINTS, "pretrain-in-domain"), stage="pretrain-in-domain",
-                                  task=task, device=device)
+                                  task=task, device=device, **{"loss_fn_factory": objective, **moe_fit})
+        if moe is not None:
+            moe_health["in_domain"] = moe.finish()
         if dom_val is not None:
             metrics["in_domain_val_loss_after"] = phases["in_domain"].best.get("val_loss", float("nan"))
 
+    if cfg.mtp_depth:
+        mtp.detach(model)  # the saved model is the plain causal LM (next-token logits unchanged)
     if init().is_main:
         model.save_pretrained(out, safe_serialization=True)
         tokenizer.save_pretrained(out)
@@ -126,6 +143,10 @@ def _run_pretrain(ctx) -> dict:
         state = {name: {"log_history": r.history, "eval_history": r.evals, "best": r.best, "steps": r.steps, "tokens": r.tokens,
                         "seconds": round(r.seconds, 2), "tokens_per_second": round(r.tokens_per_second, 1)}
                  for name, r in phases.items()}
+        if moe_health:
+            from trainforge.train.moe import MOE_HEALTH_FILE
+
+            (out / MOE_HEALTH_FILE).write_text(json.dumps(moe_health, indent=1))
         (out / "pretrain_state.json").write_text(json.dumps({"parameters": n_params, "phases": state, "metrics": metrics}, indent=1))
     metrics.update(
         parameters=n_params,

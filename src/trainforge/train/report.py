@@ -5,10 +5,57 @@ from __future__ import annotations
 from pathlib import Path
 
 from trainforge.report.html import esc, fig_tag, pyplot, read_json, table
+from trainforge.train.moe_report import moe_health
 
 
 def _smooth(ys: list[float], window: int) -> list[float]:
     return [sum(ys[max(0, i - window + 1): i + 1]) / len(ys[max(0, i - window + 1): i + 1]) for i in range(len(ys))]
+
+
+PHASE_COLOURS = ("#4e79a7", "#f28e2b", "#59a14f", "#b07aa1")
+
+
+def curves_figure(phases: list[tuple[str, list[dict], list[dict]]], train_label: str, title: str):
+    """Train loss and validation on separate panels (their scales differ: a train loss that carries an LM
+    term sits far above the classification val loss), legends below the axes, never over the curves.
+    phases: (name, log_history, eval_history); later phases continue the step axis."""
+    plt = pyplot()
+    has_acc = any("val_accuracy" in e for _, _, ev in phases for e in ev)
+    has_val = any(ev for _, _, ev in phases)
+    n_panels = 1 + has_val + has_acc
+    fig, axes = plt.subplots(1, n_panels, figsize=(4.2 * n_panels, 3.3), squeeze=False)
+    axes = axes[0]
+    offset = 0
+    for k, (name, hist, ev) in enumerate(phases):
+        colour = PHASE_COLOURS[k % len(PHASE_COLOURS)]
+        suffix = f" ({name})" if len(phases) > 1 else ""
+        if hist:
+            xs, ys = [h["step"] + offset for h in hist], [h["loss"] for h in hist]
+            window = max(1, len(hist) // 50)
+            axes[0].plot(xs, ys, color=colour, alpha=0.25, lw=0.8)
+            axes[0].plot(xs, _smooth(ys, window), color=colour, lw=1.6, label=f"{train_label}{suffix}, mean of {window}")
+        if ev:
+            xs = [e["step"] + offset for e in ev]
+            axes[1].plot(xs, [e["val_loss"] for e in ev], "o-", color=colour, ms=4, label=f"val loss{suffix}")
+            if has_acc and "val_accuracy" in ev[0]:
+                axes[2].plot(xs, [e["val_accuracy"] for e in ev], "s-", color=colour, ms=4, label=f"val accuracy{suffix}")
+        offset += max([h["step"] for h in hist] + [e["step"] for e in ev] + [0])
+    names = [train_label, "validation loss", "validation accuracy"]
+    for ax, name in zip(axes, names):
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize=8, frameon=False)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def best_is_last(state: dict) -> bool:
+    """Was the best validation score the last one measured (the curve may still be improving)?"""
+    ev = state.get("eval_history") or []
+    return len(ev) >= 1 and (state.get("best") or {}).get("step") == ev[-1]["step"]
 
 
 def pretraining(run_dir: Path) -> str:
@@ -22,9 +69,16 @@ def pretraining(run_dir: Path) -> str:
     if "in_domain_val_loss_before" in m and "in_domain_val_loss_after" in m:
         note = (f"<p>In-domain LM loss on held-out reviews: {m['in_domain_val_loss_before']:.3f} after general pretraining → "
                 f"{m['in_domain_val_loss_after']:.3f} after in-domain fine-tuning.</p>")
+    phases = [(name, ph.get("log_history") or [], ph.get("eval_history") or []) for name, ph in st["phases"].items()]
+    fig = fig_tag(curves_figure(phases, "train LM loss", "pretraining (causal LM); phases continue the step axis"),
+                  "pretraining curves") if any(h for _, h, _ in phases) else ""
+    last = [name for name, ph in st["phases"].items() if best_is_last(ph)]
+    warn = (f"<p class='warn'>Best validation loss at the last evaluation in {esc(', '.join(last))}: the loss was still "
+            f"falling, so more steps would likely lower it.</p>" if last else "")
     return ("<h3>Pretraining (causal LM)</h3>"
             f"<p>{st['parameters'] / 1e6:.2f}M parameters.</p>"
-            + table(["phase", "steps", "tokens", "seconds", "tokens/s", "best val LM loss"], rows) + note)
+            + table(["phase", "steps", "tokens", "seconds", "tokens/s", "best val LM loss"], rows) + note + fig + warn
+            + moe_health(run_dir / "pretrain"))
 
 
 def training(run_dir: Path) -> str | None:
@@ -32,24 +86,9 @@ def training(run_dir: Path) -> str | None:
     pre = pretraining(run_dir)
     if not st:
         return f"<h2>Training</h2>{pre}" if pre else None
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7.5, 3.2))
-    hist = st["log_history"]
-    window = max(1, len(hist) // 50)
-    xs, ys = [h["step"] for h in hist], [h["loss"] for h in hist]
-    ax.plot(xs, ys, color="#c6d3e6", lw=0.8, label="train loss")
-    ax.plot(xs, _smooth(ys, window), color="#4e79a7", lw=1.6, label=f"train loss (mean of {window})")
-    ev = st.get("eval_history") or []
-    if ev:
-        ax.plot([e["step"] for e in ev], [e["val_loss"] for e in ev], "o-", color="#e15759", label="val loss")
-        if "val_accuracy" in ev[0]:
-            ax2 = ax.twinx()
-            ax2.plot([e["step"] for e in ev], [e["val_accuracy"] for e in ev], "s--", color="#59a14f", label="val accuracy")
-            ax2.set_ylabel("val accuracy")
-            ax2.legend(loc="center right")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.legend(loc="upper right")
+    train_label = "train loss (incl. LM term)" if st.get("lm_loss") else "train loss"
+    fig = curves_figure([("fine-tuning", st["log_history"], st.get("eval_history") or [])], train_label,
+                        f"fine-tuning (method {st.get('method', 'full')})")
     best = st.get("best", {})
     best_text = ", ".join(f"{k.replace('_', ' ')} {v:.4f}" for k, v in best.items() if k != "step")
     extras = []
@@ -73,4 +112,8 @@ def training(run_dir: Path) -> str | None:
         f"{st['tokens_per_second']:,.0f} tokens/s; best at step {best.get('step')}: {esc(best_text)}"
         f"{'; ' + esc('; '.join(extras)) if extras else ''}.</p>"
         + fig_tag(fig, "training curves")
+        + (f"<p class='warn'>The best validation score came at the last evaluation (step {best.get('step')}): the model "
+           f"was still improving when training stopped — more steps or epochs may help "
+           f"({len(st.get('eval_history') or [])} evaluations in all).</p>" if best_is_last(st) else "")
+        + moe_health(run_dir / "model") + moe_health(run_dir / "adapter")
     )

@@ -32,7 +32,7 @@ def train_task(cfg: TrainConfig, train_rows: list[dict], seed: int = 0):
     if hasattr(TASKS.get(cfg.task), "for_training"):
         return TASKS[cfg.task].for_training(cfg, train_rows, seed)
     if cfg.task == "classification":
-        return ClassificationTask.from_rows(train_rows, cfg.max_length)
+        return ClassificationTask.from_rows(train_rows, cfg.max_length, cfg.class_weights)
     return SFTTask.from_config(cfg)
 
 
@@ -129,10 +129,16 @@ def _run_train(ctx) -> dict:
         )
         if loss_fn is not None:
             console.print(f"          loss = cross-entropy + {cfg.lm_loss:g} × next-token loss on the text (train.lm_loss)")
+    moe, moe_health = None, None
     if cfg.ensemble == 1:
+        from trainforge.train.moe import attach
+
+        moe, moe_fit = attach(model, cfg.moe, task, main, objective if loss_fn is not None else None)  # MoE only
         result = fit(model, train, val, cfg, pad_id, ctx.config.seed, groups=setup.groups,
                      unfreeze=setup.unfreeze, checkpoint_dir=ctx.path(paths.CHECKPOINTS, "train"), stage="train",
-                     loss_fn_factory=objective if loss_fn is not None else None, task=task, device=device)
+                     task=task, device=device,
+                     **{"loss_fn_factory": objective if loss_fn is not None else None, **moe_fit})
+        moe_health = moe.finish() if moe is not None else None  # the best step's routing biases back in
         results, ensemble_val = [result], None
     else:
         model, results, ensemble_val = train_ensemble(ctx, cfg, setup, lambda: build_model(cfg, task, spec, tokenizer, target, device), objective,
@@ -181,6 +187,10 @@ def _run_train(ctx) -> dict:
             for k, r in enumerate(results)]}
     out = ctx.path(paths.MODEL) if ctx.path(paths.MODEL).is_dir() else ctx.path(paths.ADAPTER)
     (out / paths.TRAINER_STATE_FILE).write_text(json.dumps(state, indent=1))
+    if moe_health is not None:
+        from trainforge.train.moe import MOE_HEALTH_FILE
+
+        (out / MOE_HEALTH_FILE).write_text(json.dumps({"train": moe_health}, indent=1))
     write_model_info(out, task.model_info(spec, model, cfg.method, adapter=keeps_adapter(cfg)))
     metrics.update(task.write_samples(samples, out))
     return metrics

@@ -3,7 +3,7 @@ regression on raw pixels, on the same held-out split, with McNemar's paired test
 
 Writes, under eval/ (the same metrics.json contract as the text classifier, so the report reads both):
     metrics.json            {"split", "n", "labels", "model": {accuracy, macro_f1, …}, "baseline": {"name": "pixel-lr", …},
-                             "model_beats_baseline", "paired_test", "compared", "per_class"}
+                             "model_beats_baseline", "paired" (McNemar p, bootstrap CI: evaluate/paired.py), "compared", "per_class"}
     predictions.jsonl       per example: id, label, pred, probabilities, baseline_pred
     confusion_matrix.json   the matrix, the most-confused pairs, and up to 3 example ids per cell
     confusion_matrix.png    the matrix with a sample image in each non-empty cell (its most confident example)
@@ -52,7 +52,7 @@ def evaluate_image_classifier(task, job) -> dict:
     from trainforge.evaluate.classifier import LOWER_IS_BETTER
     from trainforge.evaluate.errors import most_confused_pairs
     from trainforge.evaluate.metrics import classification_report, confusion_matrix
-    from trainforge.evaluate.paired import mcnemar
+    from trainforge.evaluate.paired import paired_comparison
     from trainforge.vision.images import load_rgb
 
     cfg, out, rows = job.cfg, job.out, job.rows
@@ -82,14 +82,14 @@ def evaluate_image_classifier(task, job) -> dict:
         metrics["baseline"] = {"name": "pixel-lr", **summary}
         metrics["per_class"]["baseline"] = base_per_class
         metrics["model_beats_baseline"] = metrics["model"]["accuracy"] > summary["accuracy"]
-        metrics["paired_test"] = mcnemar(y_pred == y_true, base_pred == y_true)
+        metrics["paired"] = paired_comparison(y_true, y_pred, base_pred, cfg.bootstrap_samples, job.seed)
         metrics["compared"] = [
             {"metric": k, "model": v, "baseline": summary[k], "better": (v < summary[k]) if k in LOWER_IS_BETTER else (v > summary[k])}
             for k, v in metrics["model"].items() if v is not None and summary.get(k) is not None]
         verdict = "beats" if metrics["model_beats_baseline"] else "LOSES TO"
         console.print(f"          model accuracy {metrics['model']['accuracy']:.4f} {verdict} logistic regression on pixels "
                       f"{summary['accuracy']:.4f} on {len(rows):,} {cfg.split} images "
-                      f"(McNemar p = {metrics['paired_test']['p_value']:.3g})")
+                      f"(McNemar p = {metrics['paired']['mcnemar_p']:.3g})")
     metrics["device"] = describe(device)
 
     cm = confusion_matrix(y_true, y_pred, len(labels))

@@ -1,0 +1,1 @@
+"""Spend labelling effort where the model is least sure: query strategies, Label Studio tasks out, annotations in."""
