@@ -53,6 +53,9 @@ def test_vit_int8_and_pruning_are_built_measured_and_gated(tmp_path, digit_rows)
     int8 = load_image_variant(tmp_path / "compress" / "int8_dynamic")
     assert any("quantized" in type(m).__module__ for m in int8.modules())  # Linear layers are torch's dynamic INT8
     assert flat["variants"] == 2 and abs(gates["int8_dynamic"]["metric_drop"]) <= 0.1
+    from trainforge.compress.report import compression
+
+    assert "int8_dynamic" in compression(tmp_path)  # the run report reads the same files as for text
 
 
 def test_conv_net_int8_is_refused_with_a_reason(tmp_path, digit_rows):

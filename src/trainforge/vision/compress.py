@@ -67,7 +67,7 @@ def compress_image_classifier(task, ctx) -> dict:
     from trainforge.compress.load import save_variant
     from trainforge.compress.measure import latency_table, param_count, weights_size_mb
     from trainforge.compress.prune import magnitude_prune, measured_sparsity
-    from trainforge.compress.quantize import available_kernels, to_weight_only_int8
+    from trainforge.compress.quantize import available_kernels, linear_weight_bytes, to_weight_only_int8
     from trainforge.errors import UserError
     from trainforge.evaluate.metrics import classification_metrics
     from trainforge.files import write_json_atomic
@@ -124,17 +124,19 @@ def compress_image_classifier(task, ctx) -> dict:
         with torch.inference_mode():
             pred = task.logits(m, enc).argmax(-1).tolist()
         measured[name] = {"metrics": classification_metrics(y, [str(p) for p in pred]), **timing[name], "params": param_count(m),
-                          "size_mb": weights_size_mb(model_dir if name == "original" else built[name])}
+                          "size_mb": weights_size_mb(model_dir if name == "original" else built[name]),
+                          "linear_mb": round(linear_weight_bytes(m) / 1e6, 4)}
     base = measured["original"]
     results = [judge(n, measured[n]["metrics"][cfg.metric], base["metrics"][cfg.metric],
-                     base["p50_b32_ms"] / measured[n]["p50_b32_ms"], measured[n]["size_mb"], cfg.gates) for n in built]
+                     base["p50_b32_ms"] / measured[n]["p50_b32_ms"], measured[n]["size_mb"], cfg.gates,
+                     speedup_b1=base["p50_b1_ms"] / measured[n]["p50_b1_ms"]) for n in built]
     candidate = choose_candidate(results)
     write_json_atomic(out / "gates.json", [asdict(r) for r in results])
     write_json_atomic(out / "measurements.json", {
         "metric": cfg.metric, "split": cfg.split, "threads": cfg.threads, "gates": cfg.gates.model_dump(), "refused": refused,
         "variants": [{"name": n, **m, "speedup_b1": round(base["p50_b1_ms"] / m["p50_b1_ms"], 3),
                       "speedup_b32": round(base["p50_b32_ms"] / m["p50_b32_ms"], 3)} for n, m in measured.items()],
-        "torch": torch.__version__})
+        "torch": torch.__version__, "quantized_engine": torch.backends.quantized.engine})
     write_json_atomic(out / "candidate.json", {
         "name": candidate.name if candidate else None, "path": f"compress/{candidate.name}" if candidate else None,
         "loader": "trainforge.vision.compress:load_image_variant",
