@@ -75,6 +75,15 @@ def cmd_config_schema(args) -> int:
     return 0
 
 
+def cmd_models_recommend(args) -> int:
+    from trainforge.models.recommend import print_table, recommend
+
+    ranked, rows = recommend(args.task, args.batch, args.size, int(args.max_params) if args.max_params else None,
+                             args.max_latency_ms, args.max_memory_mb)
+    print_table(ranked, rows, args.batch)
+    return 0
+
+
 def cmd_models_list(args) -> int:
     from trainforge.models.families import registered_families
     from trainforge.models.moe import preset_parameter_counts
@@ -143,6 +152,14 @@ def build_parser() -> argparse.ArgumentParser:
     msub = p.add_subparsers(dest="models_command", metavar="ACTION", required=True)
     q = msub.add_parser("list", help="list presets and what else train.model accepts")
     q.set_defaults(func=cmd_models_list)
+    q = msub.add_parser("recommend", help="measure candidate models on this machine and rank those within budget")
+    q.add_argument("--task", required=True, help="image_classification, clip or classification")
+    q.add_argument("--max-params", type=float, default=None, help="most parameters (e.g. 2e6)")
+    q.add_argument("--max-latency-ms", type=float, default=None, help="slowest forward pass at --batch, in ms")
+    q.add_argument("--max-memory-mb", type=float, default=None, help="most peak memory while building and running")
+    q.add_argument("--batch", type=int, default=1, help="batch size the latency is measured at")
+    q.add_argument("--size", type=int, default=32, help="image side in pixels (image tasks)")
+    q.set_defaults(func=cmd_models_recommend)
 
     for spec in stages.specs():  # each package's own verbs: its spec names a module with register(subparsers)
         if spec.cli:

@@ -282,8 +282,8 @@ def test_stage_writes_every_record_kind(tmp_path):
                     for i in range(6)])
 
     class Ctx:
-        section = DataConfig(sources=[SourceConfig(path=str(src), label_field=None, image_field="image",
-                                                   messages_field="messages")], filters=[FilterSpec(length={"min_chars": 2})],
+        section = DataConfig(sources=[SourceConfig(path=str(src), label_field=None, image_field="image",  # names, no files:
+                                                   messages_field="messages", check_images=False)],             # left unread filters=[FilterSpec(length={"min_chars": 2})],
                              decontaminate={"ngram": 50})  # longer than every text: only an identical one overlaps
         config = type("Cfg", (), {"seed": 1})()
 

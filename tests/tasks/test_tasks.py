@@ -56,7 +56,7 @@ def first_and_last_loss(result) -> tuple[float, float]:
 def test_registry_names_every_task():
     assert set(TASKS) >= {"classification", "causal_lm", "sft"}
     for name, cls in TASKS.items():
-        assert cls.name == name and cls.serves_as in ("classifier", "generator")
+        assert cls.name == name and cls.serves_as in ("classifier", "generator", "embedder")  # embedder: clip
 
 
 def test_classification_task_end_to_end(tmp_path):

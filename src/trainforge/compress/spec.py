@@ -11,9 +11,9 @@ from trainforge.stages import StageSpec
 def needs_a_classifier(config) -> None:
     """Every variant is measured on labelled splits with a classifier's metrics, so a run that trains
     anything else would fail at compress only after training; say so when the config is loaded."""
-    if config.train is not None and config.train.task != "classification":
+    if config.train is not None and config.train.task not in ("classification", "image_classification"):
         raise UserError(f"compress: compresses sequence classifiers; train.task is '{config.train.task}' — "
-                        f"remove the compress: section (or set train.task: classification)")
+                        f"remove the compress: section (or set train.task: classification)")  # image classifiers: vision/compress.py
 
 
 SPECS = (

@@ -175,6 +175,8 @@ def run_compress(ctx) -> dict:
     if not task.compressible:
         raise UserError(f"compress: {model_dir} holds a {info.task} model; compress builds and gates variants of sequence "
                         f"classifiers — remove the compress: section for this run")
+    if hasattr(task, "compress"):  # a task with its own inputs (images: vision/compress.py) builds its variants itself
+        return task.compress(ctx)
     device = resolve_device(ctx.config.device, "device")
     tokenizer = load_tokenizer(model_dir)
     # on the CPU: INT8 variants and the ONNX export are made from this copy (a GPU copy is measured)

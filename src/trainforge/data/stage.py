@@ -73,7 +73,7 @@ def curate_in_chunks(cfg: DataConfig, out: Path, seed: int, sink, workers: int |
     funnel = P.Funnel(out, seed)
     executor = make_executor(cfg.executor, workers or cfg.workers, P.WORKER_MODULES)
     store = P.exact_store(cfg, cfg.dedup.bloom_capacity or STREAM_BLOOM_CAPACITY) if cfg.dedup.exact != "off" else None
-    items = chain.from_iterable(read_source(s) for s in cfg.sources)
+    items = chain.from_iterable(read_source(s, check_images=True) for s in cfg.sources)
     read = quarantined = kept = 0
     try:
         with progress_bar("curate", total=None, unit="docs") as bar:
@@ -95,7 +95,7 @@ def curate_sources(cfg: DataConfig, out: Path, seed: int, workers: int | None = 
     executor = make_executor(cfg.executor, workers or cfg.workers, P.WORKER_MODULES)
     try:
         with progress_bar("read", total=None, unit="docs") as bar:
-            cur = P.read_all(chain.from_iterable(read_source(s) for s in cfg.sources), funnel, out, bar, cfg, executor)
+            cur = P.read_all(chain.from_iterable(read_source(s, check_images=True) for s in cfg.sources), funnel, out, bar, cfg, executor)
         cur = P.clean(cur, cfg, funnel, executor)
         cur = P.dedup_exact(cur, cfg, funnel)
         cur = P.dedup_near(cur, cfg, funnel, executor, log=lambda m: console.print(f"[dim]{m}[/]"))

@@ -27,6 +27,7 @@ def evaluation(run_dir: Path) -> str | None:
     parts.append("<div class='plots'>" + img_tag(ev / "confusion_matrix.png", "confusion matrix")
                  + img_tag(ev / "reliability.png", "reliability diagram") + "</div>")
     parts.append(_roc_pr(read_json(ev / "curves.json")))
+    parts.append(img_tag(ev / "samples.png", "sample inputs with predictions"))  # image tasks (vision/evaluate.py)
     parts.append(_confused(read_json(ev / "confusion_matrix.json") or {}))
     analysis = read_json(ev / "analysis.json") or {}
     parts.append(_slices(analysis.get("slices", []), ev))

@@ -116,6 +116,11 @@ class Family:
     """Specials and framing of a BPE trained from scratch; None: this family only reuses a model's tokenizer."""
     registered: bool = True
     """False for the fallback made up for an unregistered model type."""
+    modality: Literal["text", "image", "image-text"] = "text"
+    """What the model reads: the task that builds it checks this (an image task refuses a text preset)."""
+    int8_dynamic: bool = True
+    """torch's dynamic INT8 speeds this family up (its work is in Linear layers); False for conv nets, whose
+    work is in Conv2d layers that dynamic quantisation leaves in fp32 (compress refuses with that reason)."""
 
     @property
     def poolings(self) -> tuple[str, ...]:
@@ -326,3 +331,46 @@ register_family(_decoder("qwen2_moe", "Qwen2Moe", moe=MoeLayout("mlp.gate", "mlp
 # and values from kv_b_proj — the per-head up-projections, the analogue of Llama's q_proj/v_proj.
 register_family(_decoder("deepseek_v3", "DeepseekV3", lora_targets=("q_proj", "q_b_proj", "kv_b_proj"),
                          moe=MoeLayout("mlp.gate", "mlp.experts", "bias", "n_routed_experts")))
+
+# Image and image–text families (tasks/image_classification.py, tasks/clip.py; presets built by vision/models.py).
+# ViT's blocks are `layers` in transformers 5 (`encoder.layer` before); its attention projections q_proj/v_proj
+# (query/value before). The conv nets' LoRA targets are their 1×1 convolutions (peft adapts Conv2d); their
+# depthwise 3×3 convolutions (groups = channels) are left alone. MobileNetV2 is built with tf_padding=False:
+# its TF-style padding reads conv.stride, which a peft-wrapped convolution does not have.
+register_family(Family(
+    name="vit", model_types=("vit",), decoder=False, blocks=("layers", "encoder.layer"), embeddings=("embeddings",),
+    heads=("classifier",), lora_targets=("q_proj", "v_proj", "query", "value"), config_class="transformers:ViTConfig",
+    classifier_class="transformers:ViTForImageClassification",
+    dropout_fields=("hidden_dropout_prob", "attention_probs_dropout_prob"), modality="image",
+))
+register_family(Family(
+    name="mobilenet_v2", model_types=("mobilenet_v2",), decoder=False, blocks=("layer",), embeddings=("conv_stem",),
+    heads=("classifier",), lora_targets=("expand_1x1.convolution", "reduce_1x1.convolution"),
+    config_class="transformers:MobileNetV2Config", classifier_class="transformers:MobileNetV2ForImageClassification",
+    dropout_fields=("classifier_dropout_prob",), preset_defaults={"tf_padding": False}, modality="image",
+    int8_dynamic=False,
+))
+register_family(Family(
+    name="efficientnet", model_types=("efficientnet",), decoder=False, blocks=("encoder.blocks",), embeddings=("embeddings",),
+    heads=("classifier",), lora_targets=("expand_conv", "project_conv"), config_class="transformers:EfficientNetConfig",
+    classifier_class="transformers:EfficientNetForImageClassification", dropout_fields=("dropout_rate",),
+    modality="image", int8_dynamic=False,
+))
+# CLIP's text tower pools the first eos; transformers takes eos_token_id == 2 to mean "a legacy config: pool the
+# highest id", so a fresh BPE puts eos at id 3. Chinese-CLIP's text tower is BERT and pools [CLS].
+CLIP_BPE = BpeFraming((("pad_token", "<pad>"), ("unk_token", "<unk>"), ("bos_token", "<|startoftext|>"),
+                       ("eos_token", "<|endoftext|>")), first="<|startoftext|>", last="<|endoftext|>")
+# CLIP: two towers. "The blocks" are the vision tower's (freeze trains its top N and everything above it —
+# the text tower counts as head); LoRA adapts both towers' q/v projections (same names in each).
+register_family(Family(
+    name="clip", model_types=("clip",), decoder=False, blocks=("vision_model.encoder.layers",),
+    embeddings=("vision_model.embeddings",), heads=("visual_projection", "text_projection"),
+    lora_targets=("q_proj", "v_proj"), config_class="transformers:CLIPConfig", dropout_fields=(), modality="image-text",
+    bpe=CLIP_BPE,
+))
+register_family(Family(
+    name="chinese_clip", model_types=("chinese_clip",), decoder=False, blocks=("vision_model.encoder.layers",),
+    embeddings=("vision_model.embeddings",), heads=("visual_projection", "text_projection"),
+    lora_targets=("q_proj", "v_proj", "query", "value"), config_class="transformers:ChineseCLIPConfig", dropout_fields=(),
+    modality="image-text", bpe=BERT_BPE,
+))

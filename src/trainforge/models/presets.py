@@ -61,6 +61,26 @@ PRESETS: dict[str, Preset] = {
                                   intermediate_size=1024, moe_intermediate_size=256, n_routed_experts=16, n_shared_experts=1,
                                   num_experts_per_tok=2, n_group=4, topk_group=2, first_k_dense_replace=1,
                                   tie_word_embeddings=True)),
+    # images (tasks/image_classification.py; built by vision/models.py with the data's image size and labels)
+    "vit-tiny": Preset("vit", "4-layer 128-wide ViT, 4×4 patches (64 patches at 32 px), ~0.8M params",
+                       dict(hidden_size=128, num_hidden_layers=4, num_attention_heads=4, intermediate_size=256, patch_size=4)),
+    "vit-small": Preset("vit", "6-layer 256-wide ViT, 4×4 patches, ~4.8M params",
+                        dict(hidden_size=256, num_hidden_layers=6, num_attention_heads=8, intermediate_size=512, patch_size=4)),
+    "mobilenet-v2-tiny": Preset("mobilenet_v2", "MobileNetV2 at depth multiplier 0.35, ~0.4M params (any input size)",
+                                dict(depth_multiplier=0.35)),
+    "efficientnet-b0": Preset("efficientnet", "EfficientNet-B0 shape (width 1.0, depth 1.0), ~4M params",
+                              dict(width_coefficient=1.0, depth_coefficient=1.0)),
+    "efficientnet-tiny": Preset("efficientnet", "B0 blocks at width 0.25, depth 0.5, ~0.2M params",
+                                dict(width_coefficient=0.25, depth_coefficient=0.5)),
+    # image–text (tasks/clip.py): both towers built from config, tokenizer trained on the captions
+    "clip-tiny": Preset("clip", "CLIP with 2-layer 128-wide towers, 64-d projection, ~1M params with a 2k vocab",
+                        dict(text=dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=4, intermediate_size=256),
+                             vision=dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=4, intermediate_size=256,
+                                         patch_size=4), projection_dim=64)),
+    "chinese-clip-tiny": Preset("chinese_clip", "Chinese-CLIP (BERT text tower) with 2-layer 128-wide towers, ~1M params",
+                                dict(text=dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=4, intermediate_size=256),
+                                     vision=dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=4,
+                                                 intermediate_size=256, patch_size=4), projection_dim=64)),
 }
 PRETRAIN_OUTPUT = "pretrain"
 """`train.model: pretrain` means this run's pretrain/ folder (written by the pretrain stage)."""
@@ -142,6 +162,9 @@ def build_classifier(spec: str, vocab_size: int, num_labels: int, max_length: in
     target = resolve_model(spec, run_dir)
     config = None if isinstance(target, Preset) else AutoConfig.from_pretrained(target)
     family = family_named(target.family) if config is None else family_of(config)
+    if family.modality != "text":
+        raise UserError(f"train.model: '{spec}' is an {family.modality} model ({family.name}); task classification reads "
+                        f"text — use train.task: {'image_classification' if family.modality == 'image' else 'clip'}")
     pretrained_cls = AutoModelForSequenceClassification
     if pooling == "concat":
         if "concat" not in family.poolings:

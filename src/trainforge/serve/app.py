@@ -25,6 +25,7 @@ from trainforge.serve.protocol import (APIError, ChatRequest, ClassifyBody, Comp
                                        error_body)
 from trainforge.serve.rollout import ServedModel
 from trainforge.serve.server import ServerState
+from trainforge.vision.serve import decode_request_images
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -77,12 +78,23 @@ def create_app(state: ServerState):
         check_model(body.model)
         messages = [{"role": m.role, "content": m.text} for m in body.messages]
         user_text = next((m["content"] for m in reversed(messages) if m["role"] == "user"), messages[-1]["content"])
+        if getattr(state.router.pick().engine, "input_kind", "text") == "image":  # the last user message's image
+            refs = next((m.images for m in reversed(body.messages) if m.role == "user" and m.images), [])
+            if len(refs) != 1:
+                raise APIError(400, f"an image classifier answers one image_url part in the last user message (got {len(refs)})",
+                               "messages")
+            images = decode_request_images(refs, "messages.image_url")
+            return await answer_with_label(body, "chat.completion", images[0], time.perf_counter(), observed="<image>")
         return await answer(body, "chat.completion", user_text, messages, body.token_budget)
 
     @app.post("/v1/classify")
     async def classify(body: ClassifyBody):
         check_model(body.model)
         texts = body.texts
+        if getattr(state.router.pick().engine, "input_kind", "text") == "image":  # decoded before queueing: bad base64 → 400
+            if texts or not body.images:
+                raise APIError(400, "this model classifies images: send `image` (data URLs), not `input`", "image")
+            texts = decode_request_images(body.images[: limits.max_inputs + 1], "image")
         if not texts or len(texts) > limits.max_inputs:
             raise APIError(400, f"input: send 1 to {limits.max_inputs} texts (got {len(texts)})", "input")
         served, t0 = state.router.pick(), time.perf_counter()
@@ -93,7 +105,7 @@ def create_app(state: ServerState):
         data = []
         for i, (text, p) in enumerate(zip(texts, probs)):
             label = max(p, key=p.get)
-            state.observe_input(served, text, label)
+            state.observe_input(served, text if isinstance(text, str) else "<image>", label)
             data.append({"index": i, "label": label, "probabilities": {k: round(v, 6) for k, v in p.items()}})
         state.remember_answer(rid, served, data[0]["label"] if len(data) == 1 else None)
         return {"id": rid, "object": "classification", "model": state.model_name, "model_version": served.version,
@@ -171,10 +183,10 @@ def create_app(state: ServerState):
                 continue
         raise APIError(503, "the model is being swapped; retry", kind="server_error")
 
-    async def answer_with_label(body, obj, text, t0):
+    async def answer_with_label(body, obj, text, t0, observed: str | None = None):
         served, probs, tokens = await classify_on_any([text], t0)
         label = max(probs[0], key=probs[0].get)
-        state.observe_input(served, text, label)
+        state.observe_input(served, observed or text, label)
         rid = f"{'chatcmpl' if obj == 'chat.completion' else 'cmpl'}-{uuid.uuid4().hex}"
         state.remember_answer(rid, served, label)
         return respond(body, obj, rid, served, [("token", label, 1), ("done", "stop", 1)], tokens)

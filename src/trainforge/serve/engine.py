@@ -185,5 +185,14 @@ def load_engine(path: Path, device=None, dtype=None):
 
     check_model_dir(path)
     task, _ = task_for(path)
+    if getattr(task, "input_kind", "text") == "image":  # image classifiers (tasks/image_classification.py)
+        from trainforge.vision.serve import ImageClassifierEngine
+
+        return ImageClassifierEngine.load(path, device, dtype)
+    if task.serves_as not in ("classifier", "generator"):
+        from trainforge.errors import UserError
+
+        raise UserError(f"{path}: a {task.name} model ({task.serves_as}); trainforge serve answers classifiers and "
+                        f"generators — embed with trainforge.vision.clip.embed, score with `trainforge eval` instead")
     engine = ClassifierEngine if task.serves_as == "classifier" else GeneratorEngine
     return engine.load(path, device, dtype)

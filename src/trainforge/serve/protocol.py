@@ -86,14 +86,29 @@ class TextPart(_Body):
     text: str
 
 
+class ImageURL(_Body):
+    url: str
+    """A data URL (data:image/png;base64,...); image models only."""
+    detail: str | None = None
+
+
+class ImagePart(_Body):
+    type: Literal["image_url"]
+    image_url: ImageURL
+
+
 class Message(_Body):
     role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[TextPart]
+    content: str | list[TextPart | ImagePart]
     name: str | None = None
 
     @property
     def text(self) -> str:
-        return self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
+        return self.content if isinstance(self.content, str) else "".join(p.text for p in self.content if p.type == "text")
+
+    @property
+    def images(self) -> list[str]:
+        return [] if isinstance(self.content, str) else [p.image_url.url for p in self.content if p.type == "image_url"]
 
 
 class ChatRequest(_Sampling):
@@ -107,7 +122,13 @@ class ChatRequest(_Sampling):
 
 class ClassifyBody(_Body):
     model: str | None = None
-    input: str | list[str]
+    input: str | list[str] = []
+    image: str | list[str] = []
+    """Image classifiers: data URLs (data:image/png;base64,...) instead of `input`."""
+
+    @property
+    def images(self) -> list[str]:
+        return [self.image] if isinstance(self.image, str) else list(self.image)
 
     @property
     def texts(self) -> list[str]:

@@ -103,7 +103,7 @@ class ServerState:
         b = self.cfg.batching
         batcher = Batcher(lambda reqs: run(engine, reqs), b.max_batch_size, b.max_wait_ms, f"{self.model_name}-{version}")
         window = None
-        if self.cfg.drift.enabled:
+        if self.cfg.drift.enabled and getattr(engine, "input_kind", "text") == "text":  # drift profiles are of texts
             profile = self.reference_profile(model_dir, engine)
             window = drift_mod.DriftWindow(profile, self.cfg.drift, engine.token_ids) if profile else None
         return ServedModel(self.model_name, version, role, engine, batcher, window)

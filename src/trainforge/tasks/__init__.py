@@ -11,7 +11,9 @@ from pathlib import Path
 from trainforge.tasks.base import EvalJob, ModelSpec, Task
 from trainforge.tasks.causal_lm import CausalLMTask
 from trainforge.tasks.classification import ClassificationTask
+from trainforge.tasks.clip import ClipTask
 from trainforge.tasks.grpo import GRPOTask
+from trainforge.tasks.image_classification import ImageClassificationTask
 from trainforge.tasks.info import ModelInfo, read_model_info, write_model_info
 from trainforge.tasks.sft import SFTTask
 
@@ -20,9 +22,12 @@ TASKS: dict[str, type] = {
     CausalLMTask.name: CausalLMTask,
     SFTTask.name: SFTTask,
     GRPOTask.name: GRPOTask,
+    ImageClassificationTask.name: ImageClassificationTask,
+    ClipTask.name: ClipTask,
 }
 
 __all__ = ["TASKS", "Task", "ModelSpec", "EvalJob", "ModelInfo", "ClassificationTask", "CausalLMTask", "SFTTask",
+           "ImageClassificationTask", "ClipTask",
            "register_task", "task_from_info", "task_for", "read_model_info", "write_model_info"]
 
 

@@ -13,6 +13,7 @@ from pydantic import Field, model_validator
 from trainforge.data.config import SourceConfig
 from trainforge.posttrain.grpo_config import GrpoConfig
 from trainforge.section import Section
+from trainforge.vision.config import ImageConfig
 
 
 class TokenizerConfig(Section):
@@ -173,9 +174,10 @@ class SftConfig(Section):
 class TrainConfig(LoopConfig):
     """Fine-tune a model for the task; writes model/ (and adapter/ for peft methods) in Hugging Face format."""
 
-    task: Literal["classification", "sft", "grpo"] = "classification"
+    task: Literal["classification", "sft", "grpo", "image_classification", "clip"] = "classification"
     """classification: a sequence classifier; sft: instruction tuning of a causal LM, loss on the response only;
-    grpo: RL with verifiable rewards on a causal LM (posttrain/grpo_loop.py, the grpo: section)."""
+    grpo: RL with verifiable rewards on a causal LM (posttrain/grpo_loop.py, the grpo: section);
+    image_classification: an image → one of N labels (ViT, MobileNetV2, EfficientNet); clip: contrastive image–text."""
     method: Literal["full", "freeze", "unfreeze", "lora", "prompt", "prefix"] = "full"
     """full | freeze (top N blocks + head) | unfreeze (progressive, per-group lrs) | lora | prompt | prefix."""
     model: str = "encoder-tiny"
@@ -213,6 +215,8 @@ class TrainConfig(LoopConfig):
     skew undone without touching the data) or {label: weight}; null: unweighted. The data-side alternative is data.balance."""
     grpo: GrpoConfig = GrpoConfig()
     """task=grpo."""
+    image: ImageConfig = ImageConfig()
+    """task=image_classification or clip: image size and training augmentation (trainforge/vision/config.py)."""
     packing: bool = False
     """task=sft: concatenate each micro-batch into one row with restarting position_ids (no padding computed);
     needs a kernel that keeps packed examples apart (flash_attention_2, or transformers' sdpa/eager packed mask)."""

@@ -353,7 +353,8 @@ def fit(model: torch.nn.Module, train: Encoded, val: Encoded | None, cfg: LoopCo
                     finite &= bool(torch.isfinite(loss.detach()))
                     (scaler.scale(loss) if scaler is not None else loss).backward()
                 loss_sum += float(loss.detach())
-                result.tokens += int(batch["attention_mask"].sum() if "attention_mask" in batch else batch["input_ids"].numel()) * dist.world
+                result.tokens += dist.world * int(batch["attention_mask"].sum() if "attention_mask" in batch  # images: examples
+                                                  else batch["input_ids"].numel() if "input_ids" in batch else len(idx))
 
             if distributed.any_rank(not finite, dist):  # skip the step everywhere, count it, stop if it keeps happening
                 optimizer.zero_grad(set_to_none=True)

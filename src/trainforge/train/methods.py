@@ -173,7 +173,9 @@ def _peft(model, cfg: TrainConfig, task=None) -> MethodSetup:
         from trainforge.tasks import ClassificationTask, SFTTask
 
         task = ClassificationTask if cfg.task == "classification" else SFTTask
-    task_type = getattr(peft.TaskType, task.peft_task_type)
+    # a task peft has no type for (images, image–text) gets a plain PeftModel; its family's heads train in full
+    task_type = getattr(peft.TaskType, task.peft_task_type) if task.peft_task_type else None
+    heads = None if task_type else [h for h in family_of(model).heads if hasattr(model, h)] or None
     head_reads_a_token = task.serves_as == "classifier"  # a classification head, not an LM head, reads the sequence
     if cfg.method == "lora":
         if cfg.lora.quantize:  # QLoRA: norms and embeddings back to fp32, inputs require grad for checkpointing
@@ -182,7 +184,8 @@ def _peft(model, cfg: TrainConfig, task=None) -> MethodSetup:
         if targets == "auto":
             targets = lora_targets(model)
         pcfg = peft.LoraConfig(task_type=task_type, r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
-                               target_modules=targets, use_dora=cfg.lora.dora, **_expert_targets(model, cfg))
+                               target_modules=targets, use_dora=cfg.lora.dora, modules_to_save=heads,
+                               **_expert_targets(model, cfg))
     elif cfg.method == "prompt":
         pcfg = peft.PromptTuningConfig(task_type=task_type, num_virtual_tokens=cfg.prompt.virtual_tokens)
     else:

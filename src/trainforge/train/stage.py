@@ -24,10 +24,13 @@ from trainforge.errors import UserError
 from trainforge.train.config import TrainConfig
 
 
-def train_task(cfg: TrainConfig, train_rows: list[dict]):
-    """The task train.task names, set up from the train split (a classifier's label set comes from it)."""
-    from trainforge.tasks import ClassificationTask, SFTTask
+def train_task(cfg: TrainConfig, train_rows: list[dict], seed: int = 0):
+    """The task train.task names, set up from the train split (a classifier's label set comes from it).
+    A registered task with a `for_training(cfg, train_rows, seed)` classmethod sets itself up."""
+    from trainforge.tasks import TASKS, ClassificationTask, SFTTask
 
+    if hasattr(TASKS.get(cfg.task), "for_training"):
+        return TASKS[cfg.task].for_training(cfg, train_rows, seed)
     if cfg.task == "classification":
         return ClassificationTask.from_rows(train_rows, cfg.max_length, cfg.class_weights)
     return SFTTask.from_config(cfg)
@@ -98,8 +101,11 @@ def _run_train(ctx) -> dict:
     check_optimizer(cfg.optimizer)
     if cfg.attn_implementation == "flash_attention_2":
         check_flash_attention("train.attn_implementation")
-    task = train_task(cfg, train_rows)
-    tokenizer = load_tokenizer(cfg, target, train_rows)
+    task = train_task(cfg, train_rows, ctx.config.seed)
+    # the processor: a tokenizer for text; a task that reads images (or pairs) makes its own
+    tokenizer = (task.make_processor(cfg, target, train_rows) if hasattr(task, "make_processor")
+                 else load_tokenizer(cfg, target, train_rows))
+    pad_id = getattr(tokenizer, "pad_token_id", None) or 0
     main = init().is_main
     if main:
         for d in (paths.TOKENIZER, paths.MODEL, paths.ADAPTER):
@@ -137,7 +143,7 @@ def _run_train(ctx) -> dict:
         from trainforge.train.moe import attach
 
         moe, moe_fit = attach(model, cfg.moe, task, main, objective if loss_fn is not None else None)  # MoE only
-        result = fit(model, train, val, cfg, tokenizer.pad_token_id, ctx.config.seed, groups=setup.groups,
+        result = fit(model, train, val, cfg, pad_id, ctx.config.seed, groups=setup.groups,
                      unfreeze=setup.unfreeze, checkpoint_dir=ctx.path(paths.CHECKPOINTS, "train"), stage="train",
                      task=task, device=device,
                      **{"loss_fn_factory": objective if loss_fn is not None else None, **moe_fit})
@@ -145,7 +151,7 @@ def _run_train(ctx) -> dict:
         results, ensemble_val = [result], None
     else:
         model, results, ensemble_val = train_ensemble(ctx, cfg, setup, lambda: build_model(cfg, task, spec, tokenizer, target, device), objective,
-                                                      train, val, tokenizer.pad_token_id, steps_per_epoch, task, device)
+                                                      train, val, pad_id, steps_per_epoch, task, device)
         result = results[0]
         n_params, n_trainable = n_params * cfg.ensemble, n_trainable * cfg.ensemble
     seconds, tokens = sum(r.seconds for r in results), sum(r.tokens for r in results)
