@@ -118,7 +118,7 @@ def test_mlflow_files_stay_beside_the_store(tracked_run):
     import mlflow
 
     cfg, cwd = tracked_run
-    assert not (cwd / "mlruns").exists() and list(cwd.iterdir()) == []
+    assert not (cwd / "mlruns").exists() and list(cwd.iterdir()) == [], list(cwd.iterdir())
     runs = cfg.run_dir.parent
     run_id = json.loads((cfg.run_dir / "manifest.json").read_text())["mlflow_run_id"]
     run = mlflow.MlflowClient(f"sqlite:///{(runs / 'mlflow.db').resolve()}").get_run(run_id)

@@ -71,10 +71,21 @@ def preset_parameter_counts(preset, vocab_size: int = 8000, max_positions: int =
     from trainforge.models.presets import preset_config
 
     family = family_named(preset.family)
-    config = preset_config(preset, vocab_size, max_positions, 0.0, {"pad_token_id": 0})
-    cls = family.causal_lm_cls() if family.decoder else family.classifier_cls()
+    if {"text", "vision"} <= set(preset.config):  # a dual encoder (CLIP): its towers' configs, a 2k vocabulary
+        config = family.config_cls()(text_config={**preset.config["text"], "vocab_size": 2000},
+                                     vision_config=preset.config["vision"], projection_dim=preset.config["projection_dim"])
+    else:
+        config = preset_config(preset, vocab_size, max_positions, 0.0, {"pad_token_id": 0})
+    from trainforge.errors import UserError
+
+    try:
+        build = family.causal_lm_cls() if family.decoder else family.classifier_cls()
+    except UserError:  # a family with no classifier head (CLIP: a dual encoder): its bare model
+        from transformers import AutoModel
+
+        build = AutoModel.from_config
     with torch.device("meta"):
-        model = cls(config)
+        model = build(config)
     return parameter_counts(model)
 
 
