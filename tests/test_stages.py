@@ -152,3 +152,18 @@ def test_register_reruns_when_serve_drift_changes(tmp_path, reviews_jsonl, monke
     profile = json.loads((cfg.run_dir / "register" / "drift_profile.json").read_text())
     assert len(profile["histograms"]["length"]) == bins + 1  # the reference registered with the model has the new bins
     assert json.loads((cfg.run_dir / "register" / "registered.json").read_text())["version"] == "2"
+
+
+def test_a_tracked_run_leaves_mlflow_tracking_uri_as_it_was(tmp_path, monkeypatch):
+    import os
+
+    import mlflow
+
+    from trainforge.tracking import set_uri
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    set_uri(mlflow, f"sqlite:///{tmp_path / 'a.db'}")
+    assert "MLFLOW_TRACKING_URI" not in os.environ and mlflow.get_tracking_uri().endswith("a.db")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://team-server:5000")
+    set_uri(mlflow, f"sqlite:///{tmp_path / 'b.db'}")
+    assert os.environ["MLFLOW_TRACKING_URI"] == "http://team-server:5000"

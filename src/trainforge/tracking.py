@@ -29,6 +29,18 @@ def tracking_uri(cfg: Config) -> str:
     return f"sqlite:///{db}"
 
 
+def set_uri(mlflow, uri: str) -> None:
+    """mlflow.set_tracking_uri without its side effect on $MLFLOW_TRACKING_URI (mlflow ≥ 2 exports it for child
+    processes): left set, the next run in this process — another runs_dir, a tuning trial, a notebook cell — would
+    read it as the user's choice and log into this run's store."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
+
+
 def local_artifact_root(uri: str) -> Path | None:
     """`<store's folder>/mlartifacts` for a sqlite:/// store; None for a server (it owns its artifact root)."""
     if not uri.startswith("sqlite:///"):
@@ -61,7 +73,7 @@ class Tracker:
 
         uri = tracking_uri(cfg)
         try:
-            mlflow.set_tracking_uri(uri)
+            set_uri(mlflow, uri)
             mlflow.set_experiment(experiment_id=experiment_id(mlflow.MlflowClient(uri), cfg.tracking.experiment, uri))
             run = mlflow.start_run(run_name=cfg.name)
         except Exception as e:  # noqa: BLE001 — any store failure is a setup problem the user fixes
