@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from trainforge.data.config import SourceConfig
+from trainforge.posttrain.dpo_config import DpoConfig
 from trainforge.section import Section
 
 
@@ -152,8 +153,9 @@ class SftConfig(Section):
 class TrainConfig(LoopConfig):
     """Fine-tune a model for the task; writes model/ (and adapter/ for peft methods) in Hugging Face format."""
 
-    task: Literal["classification", "sft"] = "classification"
-    """classification: a sequence classifier; sft: instruction tuning of a causal LM, loss on the response only."""
+    task: Literal["classification", "sft", "dpo"] = "classification"
+    """classification: a sequence classifier; sft: instruction tuning of a causal LM, loss on the response only;
+    dpo: preference training of a causal LM (train.dpo; posttrain/dpo_loop.py)."""
     method: Literal["full", "freeze", "unfreeze", "lora", "prompt", "prefix"] = "full"
     """full | freeze (top N blocks + head) | unfreeze (progressive, per-group lrs) | lora | prompt | prefix."""
     model: str = "encoder-tiny"
@@ -183,7 +185,9 @@ class TrainConfig(LoopConfig):
     freeze: FreezeConfig = FreezeConfig()
     """method=freeze or unfreeze."""
     sft: SftConfig = SftConfig()
-    """task=sft."""
+    """task=sft (and the prompt framing of task=dpo)."""
+    dpo: DpoConfig = DpoConfig()
+    """task=dpo."""
     packing: bool = False
     """task=sft: concatenate each micro-batch into one row with restarting position_ids (no padding computed);
     needs a kernel that keeps packed examples apart (flash_attention_2, or transformers' sdpa/eager packed mask)."""
