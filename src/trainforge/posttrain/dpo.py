@@ -95,7 +95,8 @@ def sequence_logps(net, batch: dict, position_ids: bool = True) -> RowLogps:
     logits = net(**kwargs).logits[:, -width:]  # a prompt-tuned model prepends its virtual tokens' logits: drop them
     per_token = token_logps(logits, ids)  # 2B, T-1 fp32
     answer = batch["completion_mask"][:, 1:].to(per_token.dtype)
-    real = batch["attention_mask"][:, 1:].to(per_token.dtype)
+    mask = batch["attention_mask"]
+    real = (mask[:, 1:] * mask[:, :-1]).to(per_token.dtype)  # a target, predicted from a real token (not a pad)
     return RowLogps((per_token * answer).sum(-1), answer.sum(-1), (per_token * real).sum(-1), real.sum(-1))
 
 
