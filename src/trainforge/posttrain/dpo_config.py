@@ -47,8 +47,6 @@ class DpoConfig(Section):
     --resume), so only the policy is in memory while training. false keeps a frozen copy loaded beside it."""
     reference_batch_size: int = Field(16, ge=1)
     """Pairs per forward while the reference log-probs are computed."""
-    eval_examples: int = Field(200, ge=0)
-    """eval: held-out prompts answered greedily by the DPO model and by its SFT reference (label-answer accuracy)."""
 
     @model_validator(mode="after")
     def _judge_for_samples(self) -> "DpoConfig":

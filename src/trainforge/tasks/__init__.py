@@ -11,6 +11,7 @@ from pathlib import Path
 from trainforge.tasks.base import EvalJob, ModelSpec, Task
 from trainforge.tasks.causal_lm import CausalLMTask
 from trainforge.tasks.classification import ClassificationTask
+from trainforge.tasks.dpo import DPOTask
 from trainforge.tasks.info import ModelInfo, read_model_info, write_model_info
 from trainforge.tasks.sft import SFTTask
 
@@ -18,9 +19,10 @@ TASKS: dict[str, type] = {
     ClassificationTask.name: ClassificationTask,
     CausalLMTask.name: CausalLMTask,
     SFTTask.name: SFTTask,
+    DPOTask.name: DPOTask,
 }
 
-__all__ = ["TASKS", "Task", "ModelSpec", "EvalJob", "ModelInfo", "ClassificationTask", "CausalLMTask", "SFTTask",
+__all__ = ["TASKS", "Task", "ModelSpec", "EvalJob", "ModelInfo", "ClassificationTask", "CausalLMTask", "SFTTask", "DPOTask",
            "register_task", "task_from_info", "task_for", "read_model_info", "write_model_info"]
 
 

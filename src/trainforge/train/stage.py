@@ -55,9 +55,18 @@ def model_spec(cfg: TrainConfig, run_dir: Path):
     return ModelSpec(cfg.model, cfg.max_length, cfg.dropout, run_dir=run_dir, pooling=cfg.pooling)
 
 
+RECIPES = {"dpo": "trainforge.posttrain.dpo_stage:run_dpo"}
+"""train.task → a recipe with a loop of its own beside fit (posttrain/), `module:function(ctx) -> metrics`."""
+
+
 def run_train(ctx) -> dict:
     from trainforge.threads import torch_threads
 
+    if ctx.section.task in RECIPES:
+        import importlib
+
+        module, _, function = RECIPES[ctx.section.task].partition(":")
+        return getattr(importlib.import_module(module), function)(ctx)
     with torch_threads(ctx.section.threads):
         return _run_train(ctx)
 
