@@ -162,3 +162,16 @@ def test_each_loss_raises_the_chosen_answers_margin(tiny, always_yes, kind):
     first, last = result.history[0], result.history[-1]
     assert last["rewards/margins"] > first["rewards/margins"]
     assert result.evals[-1]["val_rewards/accuracies"] > 0.5
+
+
+@pytest.mark.gpu
+def test_dpo_runs_on_cuda_in_bf16(tiny, always_yes):
+    """The same recipe on a GPU: bf16 autocast (precision auto), SDPA attention, the reference log-probs scored there."""
+    _, tok, _ = tiny
+    cuda = torch.device("cuda")
+    model = make_lm(tok, attn_implementation="sdpa")
+    ref, _ = reference_logps(model.to(cuda), {"train": always_yes}, None, tok.pad_token_id, 8, cuda, "bf16", False)
+    cfg = LoopConfig(max_steps=8, batch_size=8, lr=2e-2, log_every=1000, precision="auto", schedule={"warmup_ratio": 0.0})
+    result = fit_dpo(model, always_yes, None, cfg, LossSettings("sigmoid", 0.1), tok.pad_token_id, 0, reference=ref, device=cuda)
+    assert next(model.parameters()).device.type == "cuda"
+    assert result.history[-1]["rewards/margins"] > result.history[0]["rewards/margins"]
