@@ -37,6 +37,10 @@ class DpoConfig(Section):
     """pairs=samples: answers sampled per prompt (more: better pairs, more generation time)."""
     sample_temperature: float = Field(1.0, gt=0)
     """pairs=samples: sampling temperature."""
+    max_pairs: int | None = Field(None, ge=1)
+    """Train on at most this many pairs (a seeded sample); each costs a reference forward before training. null: all."""
+    max_val_pairs: int = Field(256, ge=1)
+    """Held-out pairs scored at each evaluation (a seeded sample of the val split's)."""
     sft_epochs: float = Field(0.0, ge=0)
     """Supervised epochs (train.sft framing, same records) before DPO, in this stage; the SFT model is the
     reference and is kept in model/reference/ for eval. 0: train.model is already instruction-tuned."""

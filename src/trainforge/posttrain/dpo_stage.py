@@ -40,6 +40,16 @@ def build_pairs(rows: list[dict], cfg, fmt, model=None, tokenizer=None, seed: in
     return preference.pairs_from_samples(rows, prompts, sample, judge, d.samples_per_prompt)
 
 
+def _sample(pairs: list, limit: int | None, seed: int) -> list:
+    """At most `limit` pairs, a seeded sample kept in their original order."""
+    import random
+
+    if limit is None or len(pairs) <= limit:
+        return pairs
+    keep = sorted(random.Random(seed).sample(range(len(pairs)), limit))
+    return [pairs[i] for i in keep]
+
+
 def tokenizer_rows(rows: list[dict], cfg) -> list[dict]:
     """Rows with a `text` for a fresh BPE (records of prompt/chosen/rejected have none)."""
     d = cfg.dpo
@@ -125,6 +135,7 @@ def _run_dpo(ctx) -> dict:
     if not train_pairs:
         raise UserError(f"train.dpo.pairs={d.pairs}: no preference pairs from {paths.TRAIN_SPLIT} "
                         f"(dropped: {dict(dropped) or 'none'}); check the records' fields or the judge's scores")
+    train_pairs, val_pairs = _sample(train_pairs, d.max_pairs, seed), _sample(val_pairs, d.max_val_pairs, seed + 1)
     train_enc, val_enc = encode_pairs(train_pairs, tokenizer, cfg.max_length), encode_pairs(val_pairs, tokenizer, cfg.max_length)
 
     # ---- 3. the reference: log-probs once (only the policy stays in memory), or a frozen copy kept loaded
@@ -158,7 +169,7 @@ def _run_dpo(ctx) -> dict:
         "final_loss": last.get("loss", float("nan")),
         **{f"final_{k.replace('/', '_')}": last.get(k, float("nan")) for k in ("rewards/margins", "rewards/accuracies")},
         "steps": result.steps, "sft_steps": sft_steps, "pairs": len(train_enc), "val_pairs": len(val_enc),
-        **{f"pairs_dropped_{k}": v for k, v in (dropped + val_dropped).items()},
+        **{f"pairs_dropped_{k}": v for k, v in (dropped + val_dropped).items()},  # pairs_from_* reasons (no label, ties …)
         "reference_seconds": round(reference_seconds, 2),
         "tokens_per_second": round(result.tokens / result.seconds if result.seconds else 0.0, 1),
         "parameters": n_params, "trainable_parameters": n_trainable, "device": str(device),
