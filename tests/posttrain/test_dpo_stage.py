@@ -67,7 +67,8 @@ def test_sft_then_dpo_then_eval_beside_sft_then_serve(tmp_path):
 
     from trainforge.train.report import training
 
-    assert "method full" in training(rd)
+    html = training(rd)
+    assert "method full" in html and "rewards/margins" in html
 
     server, _ = start_server(str(rd / "model"))  # the DPO model serves through the OpenAI API unchanged
     try:
