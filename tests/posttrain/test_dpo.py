@@ -78,6 +78,25 @@ def test_judged_samples_pick_best_and_worst_skip_none_and_count_ties():
         load_judge("tests.posttrain.judges:nope")
 
 
+def test_pairs_from_answers_the_model_samples(tiny):
+    """The sampled path end to end: n answers per prompt from the model's generate, judged, every prompt accounted for;
+    sampling is seeded and leaves the global RNG as it found it."""
+    from trainforge.posttrain.preference import generate_samples
+
+    rows, tok, _ = tiny
+    model = make_lm(tok)
+    prompts = [r["text"] for r in rows[:6]]
+    sample = generate_samples(model, tok, max_new_tokens=4, temperature=1.5, seed=1)
+    state = torch.random.get_rng_state()
+    answers = sample(prompts, 3)
+    assert torch.equal(torch.random.get_rng_state(), state) and answers == sample(prompts, 3)
+    assert [len(a) for a in answers] == [3] * 6
+    judge = load_judge("tests.posttrain.judges.prefers_short")
+    pairs, dropped = pairs_from_samples(rows[:6], prompts, sample, judge, 3)
+    assert len(pairs) + dropped["all_tied"] + dropped["too_few_scored"] == 6 and pairs
+    assert all(len(p.chosen) < len(p.rejected) for p in pairs)
+
+
 def gpt2_lm(tok):
     """Absolute position embeddings: where left padding without position ids visibly goes wrong (RoPE models such
     as Llama see only relative positions, so a constant shift hides the bug there)."""
