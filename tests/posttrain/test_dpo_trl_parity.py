@@ -135,6 +135,6 @@ def test_label_smoothed_sigmoid_equals_trl_cdpo(setup):
     me = fake_trainer(CPOTrainer, loss_type="sigmoid", beta=BETA, label_smoothing=EPS)
     theirs, _, _ = me.cpo_loss(chosen - ref_c, rejected - ref_r)
     mine, _ = ours(trainer.model, enc, idx, tok.pad_token_id, LossSettings("sigmoid", BETA, EPS), ref_c, ref_r)
-    assert float(mine.detach()) == pytest.approx(float(theirs.mean()), rel=1e-6)
+    assert float(mine.detach()) == pytest.approx(float(theirs.mean().detach()), rel=1e-6)
     assert float(mine.detach()) != pytest.approx(float(ours(trainer.model, enc, idx, tok.pad_token_id, LossSettings("sigmoid", BETA, 0.0),
                                                    ref_c, ref_r)[0]), rel=1e-3)  # ε matters
