@@ -137,8 +137,11 @@ def accuracy_run(args) -> dict:
                                              eval_every=args.sft_steps), tok.pad_token_id, 42, task=task)
     sft_seconds = time.perf_counter() - t
 
+    invalid: dict[int, list[str]] = {}
+
     def score(m) -> tuple[float, float]:
         gens = generate_examples(m, tok, test_rows, fmt, len(test_rows))
+        invalid[id(m)] = [g["generated"] for g in gens if g["generated"] not in ("正面", "负面")]
         return label_answer_accuracy([g["generated"] for g in gens], [g["expected"] for g in gens], ["正面", "负面"])
 
     sft_acc = score(model)
@@ -162,8 +165,9 @@ def accuracy_run(args) -> dict:
     majority = max(("正面", "负面"), key=lambda a: sum(fmt.label_names[r["label"]] == a for r in train_rows))
     base_acc, _ = label_answer_accuracy([majority] * len(test_rows), [fmt.label_names[r["label"]] for r in test_rows],
                                         ["正面", "负面"])
-    return {"sft": sft_acc, "sft_seconds": sft_seconds, "more_sft": score(more_sft), "more_sft_seconds": more_sft_seconds,
-            "dpo": score(model), "dpo_seconds": dpo_seconds, "reference_seconds": ref_seconds, "majority": base_acc,
+    dpo_acc = score(model)
+    return {"dpo_invalid": invalid[id(model)][:5], "sft": sft_acc, "sft_seconds": sft_seconds, "more_sft": score(more_sft), "more_sft_seconds": more_sft_seconds,
+            "dpo": dpo_acc, "dpo_seconds": dpo_seconds, "reference_seconds": ref_seconds, "majority": base_acc,
             "majority_answer": majority, "dpo_final": result.history[-1]}
 
 
@@ -221,6 +225,7 @@ def main() -> None:
         f = r["dpo_final"]
         print(f"  DPO last step: loss {f['loss']:.4f}, rewards/margins {f['rewards/margins']:+.4f}, "
               f"rewards/accuracies {f['rewards/accuracies']:.3f}")
+        print(f"  DPO answers that are no label (first 5): {r['dpo_invalid']}")
         print(f"  DPO − SFT: {r['dpo'][0] - r['sft'][0]:+.4f}; DPO − more SFT: {r['dpo'][0] - r['more_sft'][0]:+.4f}")
 
 
