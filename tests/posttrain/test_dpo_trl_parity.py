@@ -137,4 +137,4 @@ def test_label_smoothed_sigmoid_equals_trl_cdpo(setup):
     mine, _ = ours(trainer.model, enc, idx, tok.pad_token_id, LossSettings("sigmoid", BETA, EPS), ref_c, ref_r)
     assert float(mine.detach()) == pytest.approx(float(theirs.mean().detach()), rel=1e-6)
     assert float(mine.detach()) != pytest.approx(float(ours(trainer.model, enc, idx, tok.pad_token_id, LossSettings("sigmoid", BETA, 0.0),
-                                                   ref_c, ref_r)[0]), rel=1e-3)  # ε matters
+                                                   ref_c, ref_r)[0].detach()), rel=1e-3)  # ε matters
