@@ -1,3 +1,9 @@
-"""Post-training recipes beside the supervised loop: preference training (DPO family) and GRPO with verifiable
-rewards, each in a loop file of its own that shares the schedule, checkpoint, distributed and memory helpers of
-train/, plus R1-style distillation of a teacher's reasoning traces."""
+"""Post-training beyond SFT: recipes beside the supervised loop (train/loop.py), each in a file of its own.
+
+    preference.py  records → (prompt, chosen, rejected) pairs: given, from labels, or from a judge over samples
+    dpo.py         sequence log-probs (left padding, attention mask, position ids) and the DPO-family losses
+    dpo_loop.py    the DPO recipe: reference log-probs once, then only the policy in memory; resumable
+    grpo*.py       GRPO with verifiable rewards (rewards.py, rollouts.py); distill*.py: R1-style trace distillation
+
+They share the schedule, optimizer groups, checkpoints, distributed and memory helpers of train/.
+"""

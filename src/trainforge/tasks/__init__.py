@@ -12,6 +12,7 @@ from trainforge.tasks.base import EvalJob, ModelSpec, Task
 from trainforge.tasks.causal_lm import CausalLMTask
 from trainforge.tasks.classification import ClassificationTask
 from trainforge.tasks.clip import ClipTask
+from trainforge.tasks.dpo import DPOTask
 from trainforge.tasks.grpo import GRPOTask
 from trainforge.tasks.image_classification import ImageClassificationTask
 from trainforge.tasks.info import ModelInfo, read_model_info, write_model_info
@@ -22,11 +23,12 @@ TASKS: dict[str, type] = {
     CausalLMTask.name: CausalLMTask,
     SFTTask.name: SFTTask,
     GRPOTask.name: GRPOTask,
+    DPOTask.name: DPOTask,
     ImageClassificationTask.name: ImageClassificationTask,
     ClipTask.name: ClipTask,
 }
 
-__all__ = ["TASKS", "Task", "ModelSpec", "EvalJob", "ModelInfo", "ClassificationTask", "CausalLMTask", "SFTTask",
+__all__ = ["TASKS", "Task", "ModelSpec", "EvalJob", "ModelInfo", "ClassificationTask", "CausalLMTask", "SFTTask", "DPOTask",
            "ImageClassificationTask", "ClipTask",
            "register_task", "task_from_info", "task_for", "read_model_info", "write_model_info"]
 

@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from trainforge.data.config import SourceConfig
+from trainforge.posttrain.dpo_config import DpoConfig
 from trainforge.posttrain.grpo_config import GrpoConfig
 from trainforge.section import Section
 from trainforge.vision.config import ImageConfig
@@ -174,8 +175,9 @@ class SftConfig(Section):
 class TrainConfig(LoopConfig):
     """Fine-tune a model for the task; writes model/ (and adapter/ for peft methods) in Hugging Face format."""
 
-    task: Literal["classification", "sft", "grpo", "image_classification", "clip"] = "classification"
+    task: Literal["classification", "sft", "dpo", "grpo", "image_classification", "clip"] = "classification"
     """classification: a sequence classifier; sft: instruction tuning of a causal LM, loss on the response only;
+    dpo: preference training of a causal LM (train.dpo; posttrain/dpo_loop.py);
     grpo: RL with verifiable rewards on a causal LM (posttrain/grpo_loop.py, the grpo: section);
     image_classification: an image → one of N labels (ViT, MobileNetV2, EfficientNet); clip: contrastive image–text."""
     method: Literal["full", "freeze", "unfreeze", "lora", "prompt", "prefix"] = "full"
@@ -207,12 +209,14 @@ class TrainConfig(LoopConfig):
     freeze: FreezeConfig = FreezeConfig()
     """method=freeze or unfreeze."""
     sft: SftConfig = SftConfig()
-    """task=sft."""
+    """task=sft (and the prompt framing of task=dpo)."""
     moe: MoeConfig = MoeConfig()
     """Mixture-of-experts models: load balancing, health metrics, LoRA on experts."""
     class_weights: Literal["balanced"] | dict[str, float] | None = None
     """task=classification: weight each example's loss by its class: balanced (n / (classes × class count), the
     skew undone without touching the data) or {label: weight}; null: unweighted. The data-side alternative is data.balance."""
+    dpo: DpoConfig = DpoConfig()
+    """task=dpo."""
     grpo: GrpoConfig = GrpoConfig()
     """task=grpo."""
     image: ImageConfig = ImageConfig()

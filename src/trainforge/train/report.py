@@ -100,6 +100,12 @@ def training(run_dir: Path) -> str | None:
         extras.append(f"micro-batch {st['micro_batch']} × {st['grad_accum']} accumulation")
     if st.get("lm_loss"):
         extras.append(f"the train loss includes {st['lm_loss']:g} × the next-token loss on the text (train.lm_loss)")
+    if st.get("task") == "dpo" and hist:  # the preference recipe: TRL's reward metrics at its last step
+        d, last = st["dpo"], hist[-1]
+        extras.append(f"DPO ({d['loss']}, β {d['beta']:g}) on {st['pairs']:,} pairs after {st['sft_steps']} SFT steps: "
+                      f"last step rewards/margins {last['rewards/margins']:+.3f}, rewards/accuracies "
+                      f"{last['rewards/accuracies']:.3f}, logps/chosen {last['logps/chosen']:.2f}, logps/rejected "
+                      f"{last['logps/rejected']:.2f}")
     ens = st.get("ensemble")
     if ens:  # train.ensemble: the curves are member 1's; the model averages every member's probabilities
         alone = ", ".join(f"{m['best'].get('val_accuracy', float('nan')):.4f}" for m in ens["members"])

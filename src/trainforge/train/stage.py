@@ -58,14 +58,19 @@ def model_spec(cfg: TrainConfig, run_dir: Path):
     return ModelSpec(cfg.model, cfg.max_length, cfg.dropout, run_dir=run_dir, pooling=cfg.pooling)
 
 
-RECIPES = {"grpo": "trainforge.posttrain.grpo_stage:run_grpo_train"}
+RECIPES = {"grpo": "trainforge.posttrain.grpo_stage:run_grpo_train", "dpo": "trainforge.posttrain.dpo_stage:run_dpo"}
 """train.task → `module:function` (ctx) -> metrics, for objectives whose step is not the supervised loop's
-(rollouts, a reference model); each reuses this module's model building and saving."""
+(rollouts, a reference model: posttrain/); each reuses this module's model building and saving."""
 
 
 def run_train(ctx) -> dict:
     from trainforge.threads import torch_threads
 
+    if ctx.section.task in RECIPES:
+        import importlib
+
+        module, _, function = RECIPES[ctx.section.task].partition(":")
+        return getattr(importlib.import_module(module), function)(ctx)
     with torch_threads(ctx.section.threads):
         if ctx.section.task in RECIPES:  # an objective with a loop file of its own
             from trainforge.stages import load
