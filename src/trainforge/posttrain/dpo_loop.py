@@ -38,7 +38,7 @@ from trainforge.posttrain.dpo import REFERENCE_FREE, LossSettings, pair_batch, p
 from trainforge.posttrain.preference import EncodedPairs
 from trainforge.train import checkpoint, distributed, memory
 from trainforge.train.config import LoopConfig
-from trainforge.train.loop import NonFiniteLoss, lr_at, param_groups
+from trainforge.train.loop import NonFiniteLoss, lr_at, optimizer_step, param_groups
 
 REFERENCE_FILE = "reference_logps.pt"
 METRICS = ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "logps/chosen", "logps/rejected")
@@ -281,16 +281,7 @@ def fit_dpo(model: torch.nn.Module, train: EncodedPairs, val: EncodedPairs | Non
                 bar.advance()
                 continue
             nonfinite_run = 0
-            if scaler is not None:
-                scaler.unscale_(optimizer)
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_([p for p in tracked.values() if p.grad is not None], cfg.grad_clip)
-            if scaler is not None:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            optimizer_step(optimizer, scaler, tracked.values(), cfg.grad_clip)
 
             n_pairs = len(global_batch)
             logged = {name: distributed.sum_over_ranks(v, dist) / n_pairs for name, v in sums.items()}

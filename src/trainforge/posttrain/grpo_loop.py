@@ -41,7 +41,7 @@ from trainforge.posttrain.grpo_config import GrpoConfig
 from trainforge.posttrain.rewards import Reward, build_rewards, score
 from trainforge.train import checkpoint, memory
 from trainforge.train.config import LoopConfig
-from trainforge.train.loop import lr_at, param_groups
+from trainforge.train.loop import lr_at, optimizer_step, param_groups
 
 
 @dataclass
@@ -271,10 +271,7 @@ def grpo_fit(model, tokenizer, prompts: Prompts, loop: LoopConfig, grpo: GrpoCon
                         sums[k] += float(parts.stats[k])
                     low_seq += parts.stats["clip_low_seq"].tolist()
                     high_seq += parts.stats["clip_high_seq"].tolist()
-                if loop.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_([p for p in tracked.values() if p.grad is not None], loop.grad_clip)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
+                optimizer_step(optimizer, None, tracked.values(), loop.grad_clip)
                 buffer.done_iterations += 1
                 result.updates = update + 1
                 denom = max(1, tokens)

@@ -75,6 +75,20 @@ def param_groups(groups: list[tuple[list[tuple[str, torch.nn.Parameter]], float]
 # --------------------------------------------------------------------------- validation
 
 
+def optimizer_step(optimizer, scaler, params, grad_clip: float) -> None:
+    """Unscale (fp16 on CUDA), clip the gradients' global norm, step, zero: one update, shared by every recipe."""
+    if scaler is not None:
+        scaler.unscale_(optimizer)
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], grad_clip)
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
 def default_task(enc: Encoded):
     """The task a caller that names none gets (tests, benchmarks): per-token targets mean a causal LM's
     next-token objective, integer labels a classifier's. Stages always pass their task."""
@@ -368,16 +382,7 @@ def fit(model: torch.nn.Module, train: Encoded, val: Encoded | None, cfg: LoopCo
                 bar.advance()
                 continue
             nonfinite_run = 0
-            if scaler is not None:
-                scaler.unscale_(optimizer)
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_([p for p in tracked.values() if p.grad is not None], cfg.grad_clip)
-            if scaler is not None:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            optimizer_step(optimizer, scaler, tracked.values(), cfg.grad_clip)
             logged = hooks.step_end(cbs, step + 1, net, optimizer) if cbs else {}
 
             result.steps = step + 1
