@@ -100,6 +100,7 @@ def training(run_dir: Path) -> str | None:
         extras.append(f"micro-batch {st['micro_batch']} × {st['grad_accum']} accumulation")
     if st.get("lm_loss"):
         extras.append(f"the train loss includes {st['lm_loss']:g} × the next-token loss on the text (train.lm_loss)")
+    hist = st.get("log_history") or []
     if st.get("task") == "dpo" and hist:  # the preference recipe: TRL's reward metrics at its last step
         d, last = st["dpo"], hist[-1]
         extras.append(f"DPO ({d['loss']}, β {d['beta']:g}) on {st['pairs']:,} pairs after {st['sft_steps']} SFT steps: "
