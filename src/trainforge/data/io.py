@@ -137,7 +137,9 @@ def read_source(src: SourceConfig, check_images: bool = False) -> Iterator[Item]
     load a reference."""
     items = _read_builtin(src) if src.builtin is not None else _read_path(src)
     if check_images and src.check_images:
-        items = checked_images(items)
+        from trainforge.audio.waves import checked_audio
+
+        items = checked_audio(checked_images(items))  # audio: decoded the same way (trainforge/audio/waves.py)
     yield from items
 
 
