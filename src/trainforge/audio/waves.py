@@ -1,7 +1,7 @@
 """Reading audio: a path or file:// URL → a mono float32 waveform at the model's sample rate, or the reason it
 could not be read.
 
-The data stage calls `check_audio` on every record's `audio` reference, so a missing or corrupt file is
+The data stage (data/io.py checked_audio) calls `check_audio` on every record's `audio` reference, so a missing or corrupt file is
 quarantined there with its path and a snake_case reason, never found later as a crash mid-training:
 
     missing_audio   the path does not exist (or is not a readable file)
@@ -92,23 +92,6 @@ def _decode(ref: str, base_dir: Path | None = None) -> None:
         raise AudioError("corrupt_audio", str(path), str(e)[:200]) from None
     if wave.size == 0:
         raise AudioError("empty_audio", str(path))
-
-
-def checked_audio(items):
-    """The data stage's pass over records with audio (data/io.py read_source): a relative path is made absolute
-    against the file naming it; a record whose audio does not decode is quarantined with its file, line and reason."""
-    from trainforge.data.io import Quarantined, Record
-
-    for item in items:
-        if isinstance(item, Record) and item.audio is not None:
-            ref = item.audio
-            if not ref.startswith(("/", "http://", "https://", "file://")) and Path(item.source).is_file():
-                item.audio = ref = str(Path(item.source).parent / ref)
-            reason = check_audio(ref)
-            if reason:
-                yield Quarantined(item.source, item.line, reason, f"audio={ref[:300]}; id={item.id}")
-                continue
-        yield item
 
 
 def load_waves(rows: list[dict], sample_rate: int, where: str = "records") -> list[np.ndarray]:
