@@ -96,7 +96,8 @@ def evaluate_audio_classifier(task, job) -> dict:
         metrics["compared"] = [{"metric": k, "model": v, "baseline": summary[k], "better": v > summary[k]}
                                for k, v in metrics["model"].items()
                                if k in ("accuracy", "macro_f1") and v is not None and summary.get(k) is not None]
-        verdict = "beats" if metrics["model_beats_baseline"] else "LOSES TO"
+        verdict = ("beats" if metrics["model_beats_baseline"] else
+                   "ties" if metrics["model"]["accuracy"] == summary["accuracy"] else "LOSES TO")
         console.print(f"          model accuracy {metrics['model']['accuracy']:.4f} {verdict} MFCC + logistic regression "
                       f"{summary['accuracy']:.4f} (McNemar p = {metrics['paired']['mcnemar_p']:.3g}); majority class "
                       f"{metrics['baselines']['majority']['accuracy']:.4f}; {len(rows):,} {cfg.split} clips")

@@ -1,7 +1,7 @@
 """Built-in `spoken-digits`: the words "zero".."nine" synthesised offline with Debian's espeak-ng — several
 voices, speeds and pitches, with seeded background noise — a small speech-classification set that needs no
 download. Synthetic speech: every record says so in its meta (`synthetic: true`, the voice, speed, pitch,
-SNR), so the data card never passes it off as recorded speech.
+SNR), kept in every split file, so it is never passed off as recorded speech.
 
     {audio: <cache>/spoken-digits-v1/<digit>_<n>.wav, label: "0".."9", meta: {synthetic, voice, speed, pitch, snr_db}}
 
