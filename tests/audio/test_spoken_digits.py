@@ -42,3 +42,13 @@ def test_without_espeak_the_builtin_says_to_install_it(monkeypatch):
     monkeypatch.setattr(spoken_digits.shutil, "which", lambda name: None)
     with pytest.raises(UserError, match="apt-get install espeak-ng"):
         next(spoken_digits.spoken_digit_records(per_digit=1))
+
+
+def test_the_example_config_is_valid_and_says_what_it_runs():
+    from pathlib import Path
+
+    from trainforge.config import load_config
+
+    cfg = load_config(Path(__file__).resolve().parents[2] / "examples" / "audio.yaml")
+    assert cfg.data.sources[0].builtin == "spoken-digits" and cfg.train.task == "audio_classification"
+    assert cfg.train.model == "ast-tiny" and cfg.eval.baseline == "mfcc-lr" and cfg.compress is None
