@@ -30,13 +30,14 @@ class AudioClassificationTask:
 
     name: ClassVar[str] = "audio_classification"
     peft_task_type: ClassVar[str | None] = None  # a plain PeftModel, the head in modules_to_save
-    serves_as: ClassVar[str] = "classifier"
+    serves_as: ClassVar[str] = "audio_classifier"
+    """Not "classifier": serve has no audio input yet, and this makes `trainforge serve` refuse it with a UserError
+    (serve/engine.py) instead of failing to load a tokenizer."""
     token_level: ClassVar[bool] = False
     selection: ClassVar[tuple[str, bool]] = ("val_accuracy", True)
     compressible: ClassVar[bool] = False
     """compress is not wired for audio yet (its latency probe feeds text or images)."""
     input_kind: ClassVar[str] = "audio"
-    """serve has no audio endpoint: the server refuses this model (not wired)."""
 
     @classmethod
     def for_training(cls, cfg, train_rows: list[dict], seed: int = 0) -> "AudioClassificationTask":
