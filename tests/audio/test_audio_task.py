@@ -71,15 +71,3 @@ def test_saved_model_evaluates_beside_both_baselines(tone_rows, tmp_path):
     assert (out / "samples.png").stat().st_size > 0 and (out / "confusion_matrix.png").is_file()
     assert len((out / "predictions.jsonl").read_text().splitlines()) == 12
 
-
-def test_serve_refuses_an_audio_model_with_a_user_error(tone_rows, tmp_path):
-    from trainforge.errors import UserError
-    from trainforge.serve.engine import load_engine
-    from trainforge.tasks import write_model_info
-
-    cfg, task, train, val, model, fe = _setup(tone_rows[:6])
-    model.save_pretrained(tmp_path)
-    fe.save_pretrained(tmp_path)
-    write_model_info(tmp_path, task.model_info(ModelSpec("ast-tiny", 0, 0.0), model, "full", False))
-    with pytest.raises(UserError, match="audio_classification"):
-        load_engine(tmp_path)
