@@ -18,6 +18,9 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	@# the PostgreSQL tune test (tests/tune) starts a throwaway server; as root with apt we install it, else it skips
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
 		apt-get install -y -q postgresql >/dev/null 2>&1 || echo "postgresql not installed: the PostgreSQL tune test will skip"; fi
+	@# the built-in spoken-digits synthesises speech with espeak-ng; as root with apt we install it, else its tests skip
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! command -v espeak-ng >/dev/null; then \
+		apt-get install -y -q espeak-ng >/dev/null 2>&1 || echo "espeak-ng not installed: the spoken-digits tests will skip"; fi
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -78,10 +78,17 @@ def _digits_captions():
     return digits_caption_records()
 
 
+def _spoken_digits():
+    from trainforge.audio.spoken_digits import spoken_digit_records
+
+    return spoken_digit_records()
+
+
 BUILTIN_RECORDS = {
     "arithmetic": _arithmetic,
     "digits": _digits,
     "digits-captions": _digits_captions,
+    "spoken-digits": _spoken_digits,
 }
 """Built-ins that yield whole records (dicts of Record fields: id, line, text, label, image, prompt, reference…;
 anything else goes to meta) rather than raw text lines."""

@@ -30,10 +30,12 @@ class SourceConfig(Section):
     """Field holding an image path (relative to the file), a data URL, or Parquet image bytes (image classification,
     image–text); a missing or corrupt image is quarantined with its reason; null: not read."""
     check_images: bool = True
-    """The data stage decodes every image (image_field, image folders, image built-ins) and quarantines a missing or
-    corrupt one with its path and reason; false passes references unread (images that are not reachable yet)."""
+    """The data stage decodes every image and audio file (image_field, audio_field, image folders, built-ins) and
+    quarantines a missing or corrupt one with its path and reason; false passes references unread (files that are
+    not reachable yet)."""
     audio_field: str | None = None
-    """Field holding an audio path or URL; null: not read."""
+    """Field holding a WAV/FLAC path (relative to the file; audio_classification); a missing or corrupt file is
+    quarantined with its reason; null: not read."""
     messages_field: str | None = None
     """Field holding a chat as a list of {role, content} (a JSON string in CSV); null: not read."""
     prompt_field: str | None = None

@@ -132,12 +132,12 @@ Item = Union[Record, Quarantined]
 
 
 def read_source(src: SourceConfig, check_images: bool = False) -> Iterator[Item]:
-    """check_images (the data stage): decode each record's image, resolve a relative path against its file, and
-    quarantine one that is missing or corrupt with the reason (trainforge/vision/images.py); readers alone never
-    load a reference."""
+    """check_images (the data stage): decode each record's image and audio clip, resolve a relative path against its
+    file, and quarantine one that is missing or corrupt with the reason (trainforge/vision/images.py,
+    trainforge/audio/waves.py); readers alone never load a reference."""
     items = _read_builtin(src) if src.builtin is not None else _read_path(src)
     if check_images and src.check_images:
-        items = checked_images(items)
+        items = checked_audio(checked_images(items))
     yield from items
 
 
@@ -155,6 +155,23 @@ def checked_images(items: Iterator[Item]) -> Iterator[Item]:
             if reason:
                 source = ref if Path(item.source).is_dir() else item.source
                 yield Quarantined(source, item.line, reason, f"image={ref[:300]}; id={item.id}")
+                continue
+        yield item
+
+
+def checked_audio(items: Iterator[Item]) -> Iterator[Item]:
+    """The same pass for audio (trainforge/audio/waves.py): a relative path made absolute against its file; a clip
+    that does not decode is quarantined with its file, line and reason."""
+    from trainforge.audio.waves import check_audio
+
+    for item in items:
+        if isinstance(item, Record) and item.audio is not None:
+            ref = item.audio
+            if not ref.startswith(("/", "http://", "https://", "file://")) and Path(item.source).is_file():
+                item.audio = ref = str(Path(item.source).parent / ref)
+            reason = check_audio(ref)
+            if reason:
+                yield Quarantined(item.source, item.line, reason, f"audio={ref[:300]}; id={item.id}")
                 continue
         yield item
 

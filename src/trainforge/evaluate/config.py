@@ -39,9 +39,9 @@ class EvalConfig(Section):
 
     split: Literal["test", "val"] = "test"
     """Which held-out split to score."""
-    baseline: Literal["tfidf-lr", "pixel-lr", "none"] = "tfidf-lr"
+    baseline: Literal["tfidf-lr", "pixel-lr", "mfcc-lr", "none"] = "tfidf-lr"
     """The simple model every metric is printed beside: tfidf-lr for text; image models always use pixel-lr
-    (logistic regression on pixels) unless this is none."""
+    (logistic regression on pixels), audio models mfcc-lr (and the majority class), unless this is none."""
     batch_size: int = 64
     """Examples per forward pass while predicting."""
     slice_fields: list[str] = []

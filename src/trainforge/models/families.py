@@ -116,7 +116,7 @@ class Family:
     """Specials and framing of a BPE trained from scratch; None: this family only reuses a model's tokenizer."""
     registered: bool = True
     """False for the fallback made up for an unregistered model type."""
-    modality: Literal["text", "image", "image-text"] = "text"
+    modality: Literal["text", "image", "image-text", "audio"] = "text"
     """What the model reads: the task that builds it checks this (an image task refuses a text preset)."""
     int8_dynamic: bool = True
     """torch's dynamic INT8 speeds this family up (its work is in Linear layers); False for conv nets, whose
@@ -355,6 +355,14 @@ register_family(Family(
     heads=("classifier",), lora_targets=("expand_conv", "project_conv"), config_class="transformers:EfficientNetConfig",
     classifier_class="transformers:EfficientNetForImageClassification", dropout_fields=("dropout_rate",),
     modality="image", int8_dynamic=False,
+))
+# Audio (tasks/audio_classification.py; built by audio/models.py from the log-mel shape): the Audio Spectrogram
+# Transformer, ViT blocks over 16 × 16 patches of the log-mel spectrogram; q/v projections for LoRA.
+register_family(Family(
+    name="ast", model_types=("audio-spectrogram-transformer",), decoder=False, blocks=("layers", "encoder.layer"),
+    embeddings=("embeddings",), heads=("classifier",), lora_targets=("q_proj", "v_proj", "query", "value"),
+    config_class="transformers:ASTConfig", classifier_class="transformers:ASTForAudioClassification",
+    dropout_fields=("hidden_dropout_prob", "attention_probs_dropout_prob"), modality="audio",
 ))
 # CLIP's text tower pools the first eos; transformers takes eos_token_id == 2 to mean "a legacy config: pool the
 # highest id", so a fresh BPE puts eos at id 3. Chinese-CLIP's text tower is BERT and pools [CLS].

@@ -72,6 +72,10 @@ PRESETS: dict[str, Preset] = {
                               dict(width_coefficient=1.0, depth_coefficient=1.0)),
     "efficientnet-tiny": Preset("efficientnet", "B0 blocks at width 0.25, depth 0.5, ~0.2M params",
                                 dict(width_coefficient=0.25, depth_coefficient=0.5)),
+    # audio (tasks/audio_classification.py; built by audio/models.py with train.audio's mel bins and frames)
+    "ast-tiny": Preset("ast", "2-layer 96-wide Audio Spectrogram Transformer, 16×16 patches at stride 10, "
+                              "~0.18M params at 64 mels × 100 frames",
+                       dict(hidden_size=96, num_hidden_layers=2, num_attention_heads=4, intermediate_size=192)),
     # image–text (tasks/clip.py): both towers built from config, tokenizer trained on the captions
     "clip-tiny": Preset("clip", "CLIP with 2-layer 128-wide towers, 64-d projection, ~1M params with a 2k vocab",
                         dict(text=dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=4, intermediate_size=256),
@@ -84,6 +88,9 @@ PRESETS: dict[str, Preset] = {
 }
 PRETRAIN_OUTPUT = "pretrain"
 """`train.model: pretrain` means this run's pretrain/ folder (written by the pretrain stage)."""
+
+
+TASK_OF_MODALITY = {"image": "image_classification", "audio": "audio_classification", "image-text": "clip"}
 
 
 def preset_names() -> list[str]:
@@ -164,7 +171,7 @@ def build_classifier(spec: str, vocab_size: int, num_labels: int, max_length: in
     family = family_named(target.family) if config is None else family_of(config)
     if family.modality != "text":
         raise UserError(f"train.model: '{spec}' is an {family.modality} model ({family.name}); task classification reads "
-                        f"text — use train.task: {'image_classification' if family.modality == 'image' else 'clip'}")
+                        f"text — use train.task: {TASK_OF_MODALITY.get(family.modality, 'clip')}")
     pretrained_cls = AutoModelForSequenceClassification
     if pooling == "concat":
         if "concat" not in family.poolings:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from trainforge.tasks.audio_classification import AudioClassificationTask
 from trainforge.tasks.base import EvalJob, ModelSpec, Task
 from trainforge.tasks.causal_lm import CausalLMTask
 from trainforge.tasks.classification import ClassificationTask
@@ -26,10 +27,11 @@ TASKS: dict[str, type] = {
     DPOTask.name: DPOTask,
     ImageClassificationTask.name: ImageClassificationTask,
     ClipTask.name: ClipTask,
+    AudioClassificationTask.name: AudioClassificationTask,
 }
 
 __all__ = ["TASKS", "Task", "ModelSpec", "EvalJob", "ModelInfo", "ClassificationTask", "CausalLMTask", "SFTTask", "DPOTask",
-           "ImageClassificationTask", "ClipTask",
+           "ImageClassificationTask", "ClipTask", "AudioClassificationTask",
            "register_task", "task_from_info", "task_for", "read_model_info", "write_model_info"]
 
 

@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from trainforge.audio.config import AudioConfig
 from trainforge.data.config import SourceConfig
 from trainforge.posttrain.dpo_config import DpoConfig
 from trainforge.posttrain.grpo_config import GrpoConfig
@@ -175,11 +176,12 @@ class SftConfig(Section):
 class TrainConfig(LoopConfig):
     """Fine-tune a model for the task; writes model/ (and adapter/ for peft methods) in Hugging Face format."""
 
-    task: Literal["classification", "sft", "dpo", "grpo", "image_classification", "clip"] = "classification"
+    task: Literal["classification", "sft", "dpo", "grpo", "image_classification", "clip", "audio_classification"] = "classification"
     """classification: a sequence classifier; sft: instruction tuning of a causal LM, loss on the response only;
     dpo: preference training of a causal LM (train.dpo; posttrain/dpo_loop.py);
     grpo: RL with verifiable rewards on a causal LM (posttrain/grpo_loop.py, the grpo: section);
-    image_classification: an image → one of N labels (ViT, MobileNetV2, EfficientNet); clip: contrastive image–text."""
+    image_classification: an image → one of N labels (ViT, MobileNetV2, EfficientNet); clip: contrastive image–text;
+    audio_classification: a clip → one of N labels (AST over log-mels; trainforge/audio/)."""
     method: Literal["full", "freeze", "unfreeze", "lora", "prompt", "prefix"] = "full"
     """full | freeze (top N blocks + head) | unfreeze (progressive, per-group lrs) | lora | prompt | prefix."""
     model: str = "encoder-tiny"
@@ -221,6 +223,8 @@ class TrainConfig(LoopConfig):
     """task=grpo."""
     image: ImageConfig = ImageConfig()
     """task=image_classification or clip: image size and training augmentation (trainforge/vision/config.py)."""
+    audio: AudioConfig = AudioConfig()
+    """task=audio_classification: sample rate, log-mel shape, training noise (trainforge/audio/config.py)."""
     packing: bool = False
     """task=sft: concatenate each micro-batch into one row with restarting position_ids (no padding computed);
     needs a kernel that keeps packed examples apart (flash_attention_2, or transformers' sdpa/eager packed mask)."""
