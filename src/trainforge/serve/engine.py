@@ -189,6 +189,11 @@ def load_engine(path: Path, device=None, dtype=None):
         from trainforge.vision.serve import ImageClassifierEngine
 
         return ImageClassifierEngine.load(path, device, dtype)
+    if getattr(task, "input_kind", "text") not in ("text", "image"):  # audio: no request format for clips yet
+        from trainforge.errors import UserError
+
+        raise UserError(f"{path}: a {task.name} model takes {task.input_kind} input; trainforge serve answers text and "
+                        f"image requests only — score clips with `trainforge eval` instead")
     if task.serves_as not in ("classifier", "generator"):
         from trainforge.errors import UserError
 

@@ -31,7 +31,6 @@ class AudioClassificationTask:
     name: ClassVar[str] = "audio_classification"
     peft_task_type: ClassVar[str | None] = None  # a plain PeftModel, the head in modules_to_save
     serves_as: ClassVar[str] = "classifier"
-    input_kind_note: ClassVar[str] = "serve has no audio input yet (left out): trainforge serve cannot load this model"
     token_level: ClassVar[bool] = False
     selection: ClassVar[tuple[str, bool]] = ("val_accuracy", True)
     compressible: ClassVar[bool] = False
