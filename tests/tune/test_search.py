@@ -184,10 +184,10 @@ def test_ctrl_c_leaves_a_study_the_next_tune_resumes_and_best_yaml_reproduces(tm
     raw["tune"]["enqueue"] = [{"train.lr": 3e-3, "train.batch_size": 16}]
     p.write_text(yaml.safe_dump(raw))
     env = os.environ | {"PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
-    # 40 steps a trial, not 4: the SIGINT must land while trial 1 trains, on a loaded machine too
-    proc = subprocess.Popen([sys.executable, "-m", "trainforge.cli", "tune", str(p), "train.max_steps=40"], env=env,
+    # 400 steps a trial (~15 s): the SIGINT must land while trial 1 trains, on an idle machine too
+    proc = subprocess.Popen([sys.executable, "-m", "trainforge.cli", "tune", str(p), "train.max_steps=400"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    # trial 0 runs 40 steps; the SIGINT comes once trial 1's training has started
+    # trial 0 runs 400 steps; the SIGINT comes once trial 1's training has started
     manifest = tmp_path / "runs" / "tiny-trial1" / "manifest.json"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
@@ -202,7 +202,7 @@ def test_ctrl_c_leaves_a_study_the_next_tune_resumes_and_best_yaml_reproduces(tm
     assert [(t["number"], t["state"]) for t in stopped["trials"]] == [(0, "COMPLETE"), (1, "FAIL")]
     assert stopped["trials"][1]["error"].startswith("interrupted")
 
-    resumed = tune(str(p), ["train.max_steps=40"], trials=1)  # the same storage (runs/optuna.journal) and study name
+    resumed = tune(str(p), ["train.max_steps=400"], trials=1)  # the same storage (runs/optuna.journal) and study name
     assert [(t["number"], t["state"]) for t in resumed["trials"]] == [(0, "COMPLETE"), (1, "FAIL"), (2, "COMPLETE")]
     assert (tmp_path / "runs" / "tiny-trial2" / "model").is_dir()
 
